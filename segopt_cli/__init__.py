@@ -1,0 +1,1 @@
+"""The `segopt` command line: thin commands over segopt_core and the flows."""
