@@ -1,9 +1,338 @@
-"""`segopt` commands for benchmark."""
+"""`segopt benchmark`: latency, throughput and memory of checkpoint variants or built artifacts."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
 import typer
+
+Rows = list[dict[str, Any]]
+BACKEND_NAMES = ("torch", "torch-compile", "onnxruntime", "tensorrt")  # help text only; backends validates
+PRECISION_NAMES = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
+# Columns of the table printed when neither --json nor --parquet is given.
+SUMMARY_COLUMNS = [
+    "variant",
+    "device",
+    "scope",
+    "batch_size",
+    "status",
+    "latency_ms_median",
+    "latency_ms_p90",
+    "throughput_ips",
+    "first_call_ms",
+    "peak_rss_mb",
+    "model_size_mb",
+]
+
+
+@dataclass(frozen=True)
+class Run:
+    """What every variant of this command is measured with."""
+
+    batch_sizes: tuple[int, ...]
+    timing: Any  # segopt_core.benchmark.TimingConfig (imported lazily)
+    scope: str
+    images: Path | None = None
+    input_size: tuple[int, int] | None = None
+    threads: int | None = None
+    calib_data: Path | None = None
+    on_row: Callable[[dict], None] | None = field(default=None, compare=False)
+
+    def bench_kwargs(self, images: list[Path] | None) -> dict[str, Any]:
+        """Keyword arguments for benchmark_loader."""
+        return {
+            "batch_sizes": self.batch_sizes,
+            "timing": self.timing,
+            "scope": self.scope,
+            "images": images,
+            "on_row": self.on_row,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One requested variant: its label, precision, device and build options (None when impossible)."""
+
+    label: str
+    precision: str
+    device: str
+    options: Any = None
+    reason: str = ""
+
+
+def _fail(message: str) -> None:
+    """One-line error on stderr and exit code 2."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _parse_list(text: str, what: str) -> list[str]:
+    """'a,b,c' -> ['a', 'b', 'c'] (non-empty)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        _fail(f"{what} is empty; give a comma-separated list")
+    return items
+
+
+def _parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """'1,4,8' -> (1, 4, 8), every entry a positive integer."""
+    try:
+        sizes = tuple(int(t) for t in _parse_list(text, "--batch-sizes"))
+    except ValueError:
+        _fail(f"--batch-sizes {text!r} must be comma-separated positive integers, e.g. 1,4,8")
+    if any(b < 1 for b in sizes):
+        _fail(f"--batch-sizes {text!r} must be positive")
+    return sizes
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (h, w)."""
+    try:
+        h, w = (int(p) for p in text.lower().split("x"))
+    except ValueError:
+        _fail(f"size {text!r} is not HxW (e.g. 512x512)")
+    if h < 1 or w < 1:
+        _fail(f"size {text!r} must be positive")
+    return h, w
+
+
+def _variant_plans(backends: list[str], precisions: list[str], device: str, fold: bool) -> list[Plan]:
+    """A Plan for every backend x precision asked for (combinations a backend lacks become skipped rows)."""
+    from segopt_core.backends import VariantOptions
+
+    unknown = [b for b in backends if b not in BACKEND_NAMES]
+    if unknown:
+        _fail(f"unknown backend(s) {unknown}; valid: {', '.join(BACKEND_NAMES)}")
+    unknown = [p for p in precisions if p not in PRECISION_NAMES]
+    if unknown:
+        _fail(f"unknown precision(s) {unknown}; valid: {', '.join(PRECISION_NAMES)}")
+    plans = []
+    for backend, precision in itertools.product(backends, precisions):
+        try:
+            options = VariantOptions(backend, precision, fold_decode_head=fold, device=device)
+        except ValueError as exc:
+            plans.append(Plan(f"{backend}-{precision}", precision, device, reason=str(exc)))
+        else:
+            plans.append(Plan(options.slug, precision, options.device, options))
+    return plans
+
+
+def _calibration(run: Run, plans: list[Plan], spec):
+    """Preprocessed calibration images from --calib-data when an int8-static variant is asked for."""
+    if run.calib_data is None or not any(p.precision == "int8-static" for p in plans):
+        return None
+    from segopt_core.data import DatasetError
+    from segopt_core.pipeline.stages import EvalSource, calibration_images
+
+    try:
+        return calibration_images(EvalSource(data_dir=str(run.calib_data)), spec)
+    except (DatasetError, OSError) as exc:
+        _fail(f"--calib-data {run.calib_data}: {exc}")
+
+
+def _checkpoint_rows(path: Path, plans: list[Plan], run: Run) -> Rows:
+    """Build (or reuse) each variant of the checkpoint in the artifact store and benchmark it."""
+    from segopt_core.backends import ArtifactStore
+    from segopt_core.checkpoints import load_checkpoint
+    from segopt_core.settings import load_settings
+
+    try:
+        checkpoint = load_checkpoint(path)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    store = ArtifactStore(load_settings().artifacts_dir)
+    calib = _calibration(run, plans, checkpoint.spec)
+    images = _e2e_images(run, checkpoint.spec)
+    return [row for plan in plans for row in _plan_rows(store, checkpoint, plan, run, calib, images)]
+
+
+def _plan_rows(store, checkpoint, plan: Plan, run: Run, calib, images: list[Path] | None) -> Rows:
+    """Rows of one variant: skipped / failed when it cannot be built, else its measurements."""
+    from segopt_core.backends import BackendUnavailable, load_predictor
+    from segopt_core.benchmark import benchmark_loader, status_rows
+
+    shape = run.input_size or checkpoint.spec
+    labels = {"precision": plan.precision, "device": plan.device, "scope": run.scope, "on_row": run.on_row}
+    labels["checkpoint_sha256"] = checkpoint.sha256
+    if plan.options is None:
+        return status_rows("skipped", plan.reason, plan.label, shape, run.batch_sizes, **labels)
+    try:
+        artifact = store.get_or_build(checkpoint, plan.options, calib_images=calib)
+    except BackendUnavailable as exc:
+        return status_rows("skipped", str(exc), plan.label, shape, run.batch_sizes, **labels)
+    except Exception as exc:  # a variant that fails to build is a row; the run goes on
+        error = f"build failed: {type(exc).__name__}: {exc}"[:500]
+        return status_rows("failed", error, plan.label, shape, run.batch_sizes, **labels)
+    return benchmark_loader(
+        functools.partial(load_predictor, artifact.path, num_threads=run.threads),
+        shape,
+        variant=plan.label,
+        precision=plan.precision,
+        device=plan.device,
+        skip_on=(BackendUnavailable,),
+        model_path=artifact.path,
+        checkpoint_sha256=checkpoint.sha256,
+        **run.bench_kwargs(images),
+    )
+
+
+def _artifact_rows(folders: list[Path], run: Run) -> Rows:
+    """Benchmark already-built artifact folders (variant = folder name)."""
+    from segopt_core.backends import ArtifactError, BackendUnavailable, load_predictor, read_metadata
+    from segopt_core.backends.source import spec_from_dict
+    from segopt_core.benchmark import benchmark_loader
+
+    rows = []
+    for folder in folders:
+        try:
+            metadata = read_metadata(folder)
+            spec = spec_from_dict(metadata["spec"])
+        except (ArtifactError, KeyError, TypeError, ValueError) as exc:
+            _fail(f"--artifact {folder}: not a segopt artifact ({exc}); build one with `segopt optimize`")
+        rows += benchmark_loader(
+            functools.partial(load_predictor, folder, num_threads=run.threads),
+            run.input_size or spec,
+            variant=metadata.get("slug", folder.name),
+            precision=metadata.get("precision", ""),
+            device=metadata.get("device", "cpu"),
+            skip_on=(BackendUnavailable,),
+            model_path=folder,
+            checkpoint_sha256=metadata.get("checkpoint_sha256", ""),
+            **run.bench_kwargs(_e2e_images(run, spec)),
+        )
+    return rows
+
+
+def _e2e_images(run: Run, spec) -> list[Path] | None:
+    """Image files for the e2e scope: the --images folder or freshly written samples sized for the cell."""
+    if run.scope != "e2e":
+        return None
+    if run.images is not None:
+        files = sorted(p for p in run.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not files:
+            _fail(f"--images {run.images}: no .jpg/.jpeg/.png files; point it at a folder of images")
+        return files
+    from segopt_core.benchmark.end_to_end import default_image_size, write_sample_images
+
+    out = Path(tempfile.mkdtemp(prefix="segopt-e2e-"))
+    return write_sample_images(out, default_image_size(spec), n=8)
+
+
+def _emit(rows: Rows, as_json: bool, parquet: Path | None) -> None:
+    """Write the rows: Parquet file, JSON on stdout, else a readable table; problems listed on stderr."""
+    from segopt_core.benchmark import write_parquet
+
+    if parquet is not None:
+        typer.echo(f"wrote {len(rows)} rows to {write_parquet(rows, parquet)}", err=True)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+    elif parquet is None:
+        import pandas as pd
+
+        typer.echo(pd.DataFrame(rows)[SUMMARY_COLUMNS].to_string(index=False, na_rep="-"))
+    for row in rows:
+        if row["status"] != "ok":
+            note = f"{row['variant']} batch {row['batch_size']}: {row['status']}: {row['error']}"
+            typer.secho(note, err=True, fg=typer.colors.YELLOW)
+
+
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[Callable[[dict], None]]:
+    """A tqdm bar on stderr; yields the per-row callback that advances it."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="benchmark", unit="row", file=sys.stderr) as bar:
+
+        def on_row(row: dict) -> None:
+            bar.set_postfix_str(f"{row['variant']} b{row['batch_size']} {row['status']}")
+            bar.update(1)
+
+        yield on_row
+
+
+def benchmark_command(
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint to build variants from."),
+    artifact: list[Path] = typer.Option([], "--artifact", help="Built artifact folder (repeatable)."),
+    backends: str = typer.Option("torch", help="Comma-separated backends: " + ", ".join(BACKEND_NAMES)),
+    precisions: str = typer.Option("fp32", help="Comma-separated precisions: " + ", ".join(PRECISION_NAMES)),
+    device: str = typer.Option("cpu", help="cpu | cuda."),
+    fold: bool = typer.Option(False, help="Fold the decode head (exact) before building."),
+    calib_data: Path | None = typer.Option(None, help="Dataset folder for int8-static calibration."),
+    batch_sizes: str = typer.Option("1,4,8", help="Comma-separated batch sizes."),
+    scope: str = typer.Option("model", help="model (tensor in, logits out) | e2e (image file in, mask out)."),
+    images: Path | None = typer.Option(None, help="e2e: folder of images (default: written samples)."),
+    input_size: str | None = typer.Option(None, help="Model input HxW (default: the cell's crop size)."),
+    iters: int = typer.Option(50, help="Minimum timed calls per batch size."),
+    warmup: int = typer.Option(10, help="Warm-up calls per batch size (after the first call)."),
+    min_time: float = typer.Option(0.0, help="Also time for at least this many seconds per batch size."),
+    threads: int | None = typer.Option(None, help="Intra-op threads for torch / ONNX Runtime."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+    parquet: Path | None = typer.Option(None, "--parquet", help="Write the rows to this Parquet file."),
+    lock: bool = typer.Option(True, help="Wait for other segopt benchmarks on this device to finish first."),
+    lock_timeout: float | None = typer.Option(None, help="Stop waiting for the device lock after S s."),
+) -> None:
+    """Benchmark latency, throughput and peak memory per variant and batch size; failures are rows."""
+    from segopt_core.benchmark import DeviceBusy, TimingConfig, device_lock
+
+    _check_inputs(checkpoint, artifact, scope, device, input_size, images, calib_data)
+    try:
+        timing = TimingConfig(warmup_iters=warmup, iters=iters, min_time_s=min_time)
+    except ValueError as exc:
+        _fail(str(exc))
+    if threads is not None:
+        if threads < 1:
+            _fail(f"--threads {threads} must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
+    size = _parse_size(input_size) if input_size else None
+    run = Run(_parse_batch_sizes(batch_sizes), timing, scope, images, size, threads, calib_data)
+    plans = []
+    if checkpoint is not None:
+        plans = _variant_plans(
+            _parse_list(backends, "--backends"), _parse_list(precisions, "--precisions"), device, fold
+        )
+    total = (len(plans) or len(artifact)) * len(run.batch_sizes)
+    try:
+        guard = device_lock(device, timeout_s=lock_timeout) if lock else contextlib.nullcontext()
+        with guard, _progress(total) as on_row:
+            run = replace(run, on_row=on_row)
+            rows = _checkpoint_rows(checkpoint, plans, run) if checkpoint else _artifact_rows(artifact, run)
+    except DeviceBusy as exc:
+        _fail(str(exc))
+    _emit(rows, as_json, parquet)
+
+
+def _check_inputs(checkpoint, artifact, scope, device, input_size, images, calib_data) -> None:
+    """Reject contradictory or missing inputs with a one-line error."""
+    if (checkpoint is None) == (not artifact):
+        _fail("give exactly one of --checkpoint PATH or --artifact DIR")
+    if checkpoint is not None and not checkpoint.exists():
+        _fail(f"--checkpoint {checkpoint} does not exist")
+    for folder in artifact:
+        if not folder.is_dir():
+            _fail(f"--artifact {folder} is not a folder; pass an artifact folder built by `segopt optimize`")
+    if scope not in ("model", "e2e"):
+        _fail(f"--scope {scope!r} must be 'model' or 'e2e'")
+    if device not in ("cpu", "cuda"):
+        _fail(f"--device {device!r} must be 'cpu' or 'cuda'")
+    if scope == "e2e" and input_size:
+        _fail("--input-size applies to --scope model; e2e uses the cell's own preprocessing")
+    if images is not None and not images.is_dir():
+        _fail(f"--images {images} is not a folder of images")
+    if calib_data is not None and not calib_data.is_dir():
+        _fail(f"--calib-data {calib_data} is not a dataset folder")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add `segopt benchmark`."""
+    app.command("benchmark")(benchmark_command)

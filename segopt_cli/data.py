@@ -1,9 +1,205 @@
-"""`segopt` commands for data."""
+"""`segopt data ...` (synthetic datasets and videos, dataset checks) and `segopt evaluate`."""
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
 import typer
+
+data_app = typer.Typer(
+    help="Datasets: synthetic data in real layouts, synthetic videos, checks.", no_args_is_help=True
+)
+
+
+def _fail(message: str) -> None:
+    """One-line error on stderr and exit code 2."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    """'HxW' or 'H,W' -> (h, w)."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        height, width = (int(p) for p in parts)
+    except ValueError:
+        _fail(f"size {text!r} is not HxW (e.g. 128x128)")
+    return height, width
+
+
+@data_app.command("synth")
+def synth_command(
+    out: Path = typer.Option(..., "--out", help="Folder to create (must not exist or be empty)."),
+    layout: str = typer.Option("ade20k", help="ade20k | cityscapes | folder"),
+    n_train: int = typer.Option(40, help="Training images."),
+    n_val: int = typer.Option(10, help="Validation images."),
+    size: str = typer.Option("128x128", help="Image size HxW."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same files)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
+) -> None:
+    """Write a synthetic street-scene dataset in a real dataset layout."""
+    from segopt_core.data.synth import SYNTH_CLASSES, synth_dataset
+
+    start = time.perf_counter()
+    try:
+        root = synth_dataset(out, layout, n_train, n_val, _parse_size(size), seed, overwrite, progress=True)
+    except (ValueError, OSError) as err:
+        _fail(str(err))
+    typer.echo(
+        f"wrote {n_train} train + {n_val} val {layout} images ({size}, seed {seed}) to {root} "
+        f"in {time.perf_counter() - start:.1f} s; classes: {', '.join(SYNTH_CLASSES)}"
+    )
+
+
+@data_app.command("synth-video")
+def synth_video_command(
+    out: Path = typer.Option(..., "--out", help="Video file to write (.mp4); masks go to <stem>_masks/."),
+    frames: int = typer.Option(48, help="Number of frames."),
+    fps: float = typer.Option(12.0, help="Frames per second."),
+    size: str = typer.Option("128x128", help="Frame size HxW."),
+    seed: int = typer.Option(0, help="Random seed."),
+    scene_cut_at: int = typer.Option(-1, help="Frame of the scene cut; -1 = middle, 0 = no cut."),
+    pan: int = typer.Option(0, help="Camera pan in pixels per frame (negative pans left)."),
+    label_space: str = typer.Option(
+        "ade20k", help="Mask label space: ade20k | cityscapes | folder (train ids)."
+    ),
+) -> None:
+    """Write a short synthetic video with moving, occluding objects and per-frame ground-truth masks."""
+    from segopt_core.data.video_synth import synth_video
+
+    cut = None if scene_cut_at == 0 else scene_cut_at
+    try:
+        video = synth_video(out, frames, _parse_size(size), fps, seed, cut, pan, label_space)
+    except (ValueError, RuntimeError, OSError) as err:
+        _fail(str(err))
+    typer.echo(
+        f"wrote {video.path} ({video.n_frames} frames, {video.fps:g} fps, {video.size[0]}x{video.size[1]}, "
+        f"scene cut at {video.scene_cut_at}) and masks in {video.masks_dir}"
+    )
+
+
+@data_app.command("info")
+def info_command(
+    data: Path = typer.Option(..., "--data", help="Dataset folder."),
+    split: str = typer.Option("val", help="train | val"),
+    layout: str = typer.Option("auto", help="auto | ade20k | cityscapes | folder"),
+    check: bool = typer.Option(False, help="Read every file and report the bad ones (slower)."),
+) -> None:
+    """Show a dataset's layout, split size and classes; with --check, validate every file."""
+    from tqdm.auto import tqdm
+
+    from segopt_core.data.datasets import open_dataset
+
+    try:
+        dataset = open_dataset(data, split, layout, strict=not check)
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(
+        f"{dataset.root}: layout {dataset.layout}, split {split}, {len(dataset)} pairs, "
+        f"{dataset.num_classes} classes"
+    )
+    if check:
+        readable = sum(1 for _ in tqdm(dataset, total=len(dataset), desc="check", unit="img"))
+        typer.echo(f"{readable} readable, {len(dataset.skipped)} skipped")
+        for path, reason in dataset.skipped:
+            typer.echo(f"  {path}: {reason}")
+        if dataset.skipped:
+            raise typer.Exit(code=1)
+
+
+def _load(checkpoint: Path, cell: str | None):
+    """(spec, predictor) of a checkpoint through segopt_core.checkpoints.load_checkpoint."""
+    try:
+        from segopt_core.checkpoints import load_checkpoint
+    except ImportError:
+        _fail("checkpoint loading (segopt_core.checkpoints.load_checkpoint) is not available in this install")
+    from segopt_core.predictor import TorchPredictor
+
+    loaded = load_checkpoint(checkpoint, cell=cell)
+    return loaded, TorchPredictor(loaded.model)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Write JSON atomically (temp file in the same folder, then os.replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def _print_human(result: dict) -> None:
+    protocol = result["protocol"]
+    typer.echo(
+        f"{protocol['cell']} on {protocol['layout']}/{protocol['split']} ({result['n_images']} images, "
+        f"mode {protocol['mode']}, test scale {protocol['test_scale']}, {result['seconds']:.1f} s)"
+    )
+    typer.echo(f"(%) mIoU {_pct(result['mIoU'])}  aAcc {_pct(result['aAcc'])}  mAcc {_pct(result['mAcc'])}")
+    labelled = {n for n, acc in result["per_class_acc"].items() if acc is not None}
+    present = {n: v for n, v in result["per_class_iou"].items() if n in labelled}
+    typer.echo(f"IoU (%) of the {len(present)} classes present in the ground truth:")
+    for name, value in sorted(present.items(), key=lambda kv: -kv[1]):
+        typer.echo(f"  {name:<20} {_pct(value)}")
+    if result["n_skipped"]:
+        typer.echo(f"skipped {result['n_skipped']} files (see --json for the reasons)")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def evaluate_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint file or HF folder."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder (ADE20K, Cityscapes or images/+masks/)."),
+    split: str = typer.Option("val", help="train | val"),
+    mode: str | None = typer.Option(None, help="whole | slide (default: the cell's own)."),
+    limit: int | None = typer.Option(None, help="Evaluate only the first N images."),
+    cell: str | None = typer.Option(None, help="Matrix cell name when the checkpoint does not say."),
+    layout: str = typer.Option("auto", help="auto | ade20k | cityscapes | folder"),
+    batch_size: int = typer.Option(1, help="Images per predictor batch (same-size images only)."),
+    test_scale: str | None = typer.Option(
+        None, help="Override the cell's test scale LONGxSHORT (non-standard)."
+    ),
+    strict: bool = typer.Option(True, help="--no-strict skips (and counts) bad files instead of failing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the JSON result to this file."),
+) -> None:
+    """mIoU of a checkpoint on a dataset split with mmseg's whole/slide protocol."""
+    from segopt_core.data.datasets import open_dataset
+    from segopt_core.evaluation import evaluate
+
+    if limit is not None and limit < 1:
+        _fail(f"--limit must be at least 1, got {limit}")
+    try:
+        dataset = open_dataset(data, split, layout, strict=strict)
+        loaded, predictor = _load(checkpoint, cell)
+        spec = loaded.spec if test_scale is None else replace(loaded.spec, test_scale=_parse_size(test_scale))
+        result = evaluate(
+            predictor, dataset, spec, mode, limit, progress=True, batch_size=batch_size
+        ).to_dict()
+    except (ValueError, KeyError, OSError) as err:
+        _fail(str(err).strip("'\""))
+    result["checkpoint"] = {
+        "path": str(checkpoint),
+        "format": getattr(loaded, "format", None),
+        "sha256": getattr(loaded, "sha256", None),
+    }
+    result["data"] = str(data)
+    if out is not None:
+        _write_json(out, result)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print_human(result)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add `segopt data ...` and `segopt evaluate` to the app."""
+    app.add_typer(data_app, name="data")
+    app.command("evaluate")(evaluate_command)

@@ -1,9 +1,125 @@
-"""`segopt` commands for flows."""
+"""`segopt optimize-all` and `segopt nightly-benchmark`: the Prefect flows, run ad hoc without a server.
+
+Without PREFECT_API_URL, Prefect starts a temporary local API for the run (ephemeral mode); with it set,
+the run is recorded on that server like a deployment run.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
+
+RUNNER_HELP = "threads (local thread pool) | dask (local cluster on 127.0.0.1, or --dask-address)"
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    parts = [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
+    return parts or None
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected comma-separated integers, e.g. 1,4,8") from None
+    if not sizes or min(sizes) < 1:
+        raise typer.BadParameter(f"{text!r}: batch sizes must be positive integers, e.g. 1,4,8")
+    return sizes
+
+
+def _offline_defaults() -> None:
+    """No telemetry, and time for the temporary API server to start on a busy machine."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _run(flow, task_runner: str, dask_address: str | None, **params) -> None:
+    """Run a flow with the chosen task runner; exit 1 with the reason when it fails."""
+    from flows.runners import make_task_runner
+
+    try:
+        runner = make_task_runner(task_runner, dask_address)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    state = flow.with_options(task_runner=runner)(**params, return_state=True)
+    if not state.is_completed():
+        typer.secho(f"{flow.name} {state.name}: {state.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+    report = Path(state.result())
+    typer.echo(f"report: {report / 'summary.md'}")
+
+
+def optimize_all_command(
+    paths: list[Path] = typer.Argument(None, help="Checkpoint files/folders (default <work-dir>/zoo)."),
+    cells: list[str] = typer.Option(None, "--cells", help="Cell-name patterns (repeat or comma-separate)."),
+    backends: list[str] = typer.Option(
+        None, "--backends", help="torch, torch-compile, onnxruntime, tensorrt."
+    ),
+    precisions: list[str] = typer.Option(
+        None, "--precisions", help="fp32, fp16, bf16, int8-dynamic, int8-static."
+    ),
+    variants: list[str] = typer.Option(
+        None, "--variants", help="Exact variant names, e.g. onnxruntime-fp32."
+    ),
+    batch_sizes: str = typer.Option("1,4,8", "--batch-sizes", help="Comma-separated batch sizes."),
+    data: Path = typer.Option(None, "--data", help="Labelled validation set (else agreement with fp32)."),
+    limit: int = typer.Option(8, "--limit", help="Evaluation images per variant."),
+    warmup: int = typer.Option(3, "--warmup", help="Warm-up calls per batch size."),
+    iters: int = typer.Option(20, "--iters", help="Timed calls per batch size."),
+    min_miou_ratio: float = typer.Option(0.97, "--min-miou-ratio", help="Accuracy gate: mIoU / fp32 mIoU."),
+    task_runner: str = typer.Option("threads", "--task-runner", help=RUNNER_HELP),
+    dask_address: str = typer.Option(None, "--dask-address", help="Dask scheduler, e.g. tcp://HOST:8786."),
+    work_dir: Path = typer.Option(None, "--work-dir", help="Artifacts, result cache (default segopt-work)."),
+    report_dir: Path = typer.Option(None, "--report-dir", help="Reports and history (default reports)."),
+    demo_zoo: bool = typer.Option(False, "--demo-zoo", help="Write the tiny demo zoo if PATHS are empty."),
+    log_models: bool = typer.Option(False, "--log-models", help="Also upload model files to MLflow."),
+) -> None:
+    """Discover checkpoints, build every variant, benchmark, verify accuracy, report and track."""
+    _offline_defaults()
+    from flows.optimize_all import optimize_all
+
+    _run(
+        optimize_all, task_runner, dask_address,
+        paths=[str(p) for p in paths] if paths else None, cells=_split(cells), backends=_split(backends),
+        precisions=_split(precisions), variants=_split(variants), batch_sizes=_batch_sizes(batch_sizes),
+        data_dir=str(data) if data else None, limit=limit, warmup=warmup, iters=iters,
+        min_miou_ratio=min_miou_ratio, work_dir=str(work_dir) if work_dir else None,
+        report_dir=str(report_dir) if report_dir else None, demo_zoo_if_empty=demo_zoo, log_models=log_models,
+    )  # fmt: skip
+
+
+def nightly_benchmark_command(
+    cells: list[str] = typer.Option(None, "--cells", help="Cell-name patterns (repeat or comma-separate)."),
+    variants: list[str] = typer.Option(
+        None, "--variants", help="Exact variant names, e.g. onnxruntime-fp32."
+    ),
+    batch_sizes: str = typer.Option("1,4,8", "--batch-sizes", help="Comma-separated batch sizes."),
+    warmup: int = typer.Option(3, "--warmup", help="Warm-up calls per batch size."),
+    iters: int = typer.Option(20, "--iters", help="Timed calls per batch size."),
+    window: int = typer.Option(5, "--window", help="Previous runs the baseline median is taken over."),
+    threshold: float = typer.Option(0.10, "--threshold", help="Latency increase flagged as regression."),
+    fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 1 on a regression."),
+    task_runner: str = typer.Option("threads", "--task-runner", help=RUNNER_HELP),
+    dask_address: str = typer.Option(None, "--dask-address", help="Dask scheduler, e.g. tcp://HOST:8786."),
+    work_dir: Path = typer.Option(None, "--work-dir", help="Where optimize-all stored artifacts."),
+    report_dir: Path = typer.Option(None, "--report-dir", help="Reports and history (default reports)."),
+) -> None:
+    """Re-benchmark the stored artifacts, append to the history and flag regressions."""
+    _offline_defaults()
+    from flows.nightly import nightly_benchmark
+
+    _run(
+        nightly_benchmark, task_runner, dask_address,
+        cells=_split(cells), variants=_split(variants), batch_sizes=_batch_sizes(batch_sizes), warmup=warmup,
+        iters=iters, window=window, threshold=threshold, fail_on_regression=fail_on_regression,
+        work_dir=str(work_dir) if work_dir else None, report_dir=str(report_dir) if report_dir else None,
+    )  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.command("optimize-all")(optimize_all_command)
+    app.command("nightly-benchmark")(nightly_benchmark_command)

@@ -1,9 +1,106 @@
-"""`segopt` commands for optimize."""
+"""`segopt optimize` (build + verify one variant) and `segopt predict` (colour masks from any artifact)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 
+def _fail(message: str) -> None:
+    """One-line error on stderr and exit code 2."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def optimize_command(
+    checkpoint: Path = typer.Argument(..., help="SegFormer checkpoint (HF folder, .safetensors, .pth)."),
+    backend: str = typer.Option("onnxruntime", help="torch | torch-compile | onnxruntime | tensorrt"),
+    precision: str = typer.Option("fp32", help="fp32 | fp16 | bf16 | int8-dynamic | int8-static"),
+    preset: str | None = typer.Option(
+        None, help="segformer-safe (ORT INT8: LayerNorm/Softmax/Adds/classifier float)"
+    ),
+    calib_data: Path | None = typer.Option(None, help="Dataset or image folder for INT8 static calibration."),
+    calib_method: str = typer.Option("minmax", help="minmax | entropy | percentile"),
+    calib_images: int = typer.Option(32, help="Number of calibration images."),
+    fold_decode_head: bool = typer.Option(False, help="Fold the decode head's fuse conv (exact, faster)."),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+    cell: str | None = typer.Option(None, help="Cell name when the checkpoint cannot be matched on its own."),
+    out: Path | None = typer.Option(None, help="Artifact store root (default: $SEGOPT_WORK_DIR/artifacts)."),
+    force: bool = typer.Option(False, help="Rebuild even when a valid artifact exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the artifact metadata as JSON."),
+) -> None:
+    """Build one optimized variant of a checkpoint, verify it against fp32 and print its artifact folder."""
+    from segopt_core.backends import ArtifactStore, BackendUnavailable, CalibrationOptions, VariantOptions
+    from segopt_core.backends.calibration import load_calibration_images
+    from segopt_core.checkpoints import load_checkpoint
+    from segopt_core.settings import load_settings
+
+    try:
+        calibration = CalibrationOptions(calib_method, calib_images) if precision == "int8-static" else None
+        options = VariantOptions(backend, precision, fold_decode_head, calibration, preset, device)
+        loaded = load_checkpoint(checkpoint, cell)
+        images = None
+        if calibration is not None:
+            if calib_data is None:
+                _fail("--precision int8-static needs --calib-data DIR (a dataset or a folder of images)")
+            images = load_calibration_images(calib_data, loaded.spec, calib_images)
+        store = ArtifactStore(out or load_settings().artifacts_dir)
+        artifact = store.get_or_build(loaded, options, images, force=force)
+    except BackendUnavailable as err:
+        typer.secho(f"skipped: {err}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=3) from None
+    except (ValueError, RuntimeError, KeyError, OSError) as err:
+        _fail(str(err).strip("'\""))
+    if as_json:
+        typer.echo(json.dumps({"path": str(artifact.path), **artifact.metadata}, indent=2, default=str))
+        return
+    ver = artifact.metadata["verification"]
+    typer.echo(
+        f"{artifact.slug}: {'reused' if artifact.reused else 'built'}, {artifact.size_bytes / 1e6:.1f} MB, "
+        f"max rel diff {ver['max_rel_diff']:.2e}, argmax agreement {ver['argmax_agreement']:.4f}",
+        err=True,
+    )
+    typer.echo(str(artifact.path))
+
+
+def colour_mask(mask, palette) -> object:
+    """(H,W) class ids -> (H,W,3) uint8 RGB with the dataset palette (ids beyond it are black)."""
+    import numpy as np
+
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: len(palette)] = np.asarray(palette[:256], dtype=np.uint8)
+    return table[np.clip(mask, 0, 255).astype(np.uint8)]
+
+
+def predict_command(
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    artifact: Path = typer.Option(..., "--artifact", help="Artifact folder from `segopt optimize`."),
+    out: Path = typer.Option(Path("masks"), help="Output folder for the colour masks."),
+) -> None:
+    """Segment images with any artifact and write colour masks (the spec's palette) as PNGs."""
+    import cv2
+
+    from segopt_core.backends import load_predictor, read_metadata
+    from segopt_core.backends.source import spec_from_dict
+    from segopt_core.data import read_image
+    from segopt_core.evaluation import predict_mask
+
+    try:
+        predictor = load_predictor(artifact)
+        spec = spec_from_dict(read_metadata(artifact)["spec"])
+        out.mkdir(parents=True, exist_ok=True)
+        for path in images:
+            mask = predict_mask(predictor, read_image(path), spec)
+            target = out / f"{path.stem}.png"
+            cv2.imwrite(str(target), cv2.cvtColor(colour_mask(mask, spec.dataset.palette), cv2.COLOR_RGB2BGR))
+            typer.echo(str(target))
+    except (ValueError, RuntimeError, OSError) as err:
+        _fail(str(err))
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.command("optimize")(optimize_command)
+    app.command("predict")(predict_command)

@@ -1,9 +1,111 @@
-"""`segopt` commands for video."""
+"""`segopt video`: segment a video file, camera, stream or image sequence into an overlay video."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 
+def _parse_hw(text: str | None) -> tuple[int, int] | None:
+    """'512x896' -> (512, 896)."""
+    if not text:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW such as 512x896, got {text!r}") from None
+    return h, w
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def video(
+    input: str = typer.Argument(..., help="Video file, image folder/glob, camera index (0) or stream URL."),
+    out: Path = typer.Option(..., "--out", help="Overlay video to write (.mp4, .avi)."),
+    checkpoint: Path | None = typer.Option(None, help="SegFormer checkpoint (any format segopt reads)."),
+    artifact: Path | None = typer.Option(None, help="Optimized artifact folder (from `segopt optimize`)."),
+    cell: str | None = typer.Option(
+        None, help="Matrix cell when it cannot be inferred (e.g. b0-512-ade20k)."
+    ),
+    alpha: float = typer.Option(0.6, help="Temporal smoothing α in [0, 1); 0 turns it off."),
+    smooth: str = typer.Option("logits", help="Smooth 'logits' or 'probs' (softmax)."),
+    motion_aware: bool = typer.Option(
+        False, help="Warp previous scores with optical flow; lower α on motion."
+    ),
+    scene_cut: float = typer.Option(
+        30.0, help="Scene-cut threshold: mean |Δgray| (0..255) that resets smoothing."
+    ),
+    mode: str = typer.Option("offline", help="'offline' (every frame) or 'live' (drop frames when behind)."),
+    batch_size: int = typer.Option(4, help="Frames per inference batch."),
+    input_short: int | None = typer.Option(None, help="Model input short side (default: the cell's crop)."),
+    input_size: str | None = typer.Option(None, help="Fixed model input HxW (static-shape artifacts)."),
+    opacity: float = typer.Option(0.5, help="Mask opacity over the frame, 0..1."),
+    legend: bool = typer.Option(True, help="Draw a legend of the classes present."),
+    side_by_side: bool = typer.Option(False, help="Write original | overlay side by side."),
+    mask_video: Path | None = typer.Option(None, help="Also write a colour mask video here."),
+    masks_dir: Path | None = typer.Option(None, help="Also write per-frame label PNGs here."),
+    gt_masks: Path | None = typer.Option(None, help="Per-frame ground-truth label PNGs: report mIoU."),
+    fps: float | None = typer.Option(None, help="Frame rate of an image-sequence input (default 25)."),
+    summary: Path | None = typer.Option(None, help="JSON summary path (default: next to --out)."),
+    device: str = typer.Option("cpu", help="Device of a --checkpoint model (cpu, cuda)."),
+) -> None:
+    """Segment a video source with temporal smoothing; writes an overlay video and a JSON summary."""
+    from segopt_core.video import (
+        OverlayStyle,
+        SmoothingOptions,
+        VideoError,
+        VideoOptions,
+        VideoOutputs,
+        open_source,
+        segment_video,
+    )
+    from segopt_core.video.pipeline import resolve_predictor
+
+    summary = summary or out.with_suffix(".json")
+    try:
+        smoothing = SmoothingOptions(
+            alpha=alpha, space=smooth, scene_cut_threshold=scene_cut, motion_aware=motion_aware
+        )
+        options = VideoOptions(
+            mode=mode,
+            batch_size=batch_size,
+            input_short=input_short,
+            input_hw=_parse_hw(input_size),
+            progress=True,
+        )
+        style = OverlayStyle(opacity=opacity, legend=legend, side_by_side=side_by_side)
+        if (checkpoint is None) == (artifact is None):
+            raise VideoError("pass exactly one of --checkpoint PATH or --artifact DIR")
+        source = open_source(input, fps=fps)
+        try:
+            predictor, spec = resolve_predictor(checkpoint, artifact, cell, device)
+        except BaseException:
+            source.close()
+            raise
+        result = segment_video(
+            source,
+            predictor,
+            spec,
+            VideoOutputs(out=out, mask_video=mask_video, masks_dir=masks_dir, summary=summary),
+            smoothing=smoothing,
+            style=style,
+            options=options,
+            gt_masks=gt_masks,
+        )
+    except (VideoError, ValueError, KeyError, typer.BadParameter) as exc:
+        _fail(str(exc).strip("'\""))
+        return
+    typer.echo(
+        json.dumps({"performance": result["performance"], "consistency": result["consistency"]}, indent=2)
+    )
+    typer.echo(f"wrote {out} ({result['frames']['written']} frames) and {summary}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.command(name="video")(video)

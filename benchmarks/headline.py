@@ -1,0 +1,422 @@
+#!/usr/bin/env python
+"""segopt's headline table: every backend available here vs torch fp32 eager, B0 and B2 at 512x512.
+
+Random-init full-size models from the variant matrix (speed does not depend on the weights' values),
+interleaved A/B rounds (baseline and candidate alternate so drift hits both), medians and ratios, written
+as Markdown with the machine fingerprint. See benchmarks/README.md for how to run it and read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout: use this segopt, not another installed one
+DEFAULT_CELLS = ("b0-512-ade20k", "b2-512-ade20k")
+# Where each allocator's shared library lives on common Linux distributions (Debian/Ubuntu first).
+ALLOCATOR_LIBRARIES = {
+    "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libtcmalloc_minimal.so", "libtcmalloc.so"),
+    "jemalloc": ("libjemalloc.so.2", "libjemalloc.so"),
+}
+LIBRARY_DIRS = (
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+)
+_REEXEC_FLAG = "SEGOPT_HEADLINE_REEXEC"
+
+
+@dataclass
+class Settings:
+    """Timing and scope of one headline run (quick: B0 only, few rounds)."""
+
+    cells: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    rounds: int
+    iters_per_round: int
+    warmup: int
+    variants: tuple[str, ...] = ()
+    threads: int | None = None
+
+
+@dataclass
+class Comparison:
+    """One candidate against the baseline at one batch size (latencies in ms), or why it did not run."""
+
+    cell: str
+    variant: str
+    device: str
+    batch_size: int
+    status: str = "ok"
+    reason: str = ""
+    baseline_ms: list[float] = field(default_factory=list)
+    candidate_ms: list[float] = field(default_factory=list)
+
+    def median(self, which: str) -> float:
+        """Median latency (ms) of 'baseline' or 'candidate'."""
+        return float(np.median(getattr(self, f"{which}_ms")))
+
+    def p90(self, which: str) -> float:
+        """90th percentile latency (ms)."""
+        return float(np.percentile(getattr(self, f"{which}_ms"), 90))
+
+
+def log(message: str) -> None:
+    """A timestamped progress line on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- allocator ---------------------------------------------------------------------------------------------
+
+
+def find_allocator(name: str) -> Path | None:
+    """Path of the allocator's shared library, or None when it is not installed."""
+    for folder in LIBRARY_DIRS:
+        for lib in ALLOCATOR_LIBRARIES[name]:
+            if (Path(folder) / lib).is_file():
+                return Path(folder) / lib
+    return None
+
+
+def use_allocator(name: str) -> None:
+    """Make this process run on allocator `name`: re-exec with LD_PRELOAD when needed (glibc: without it)."""
+    from segopt_core.benchmark import detect_allocator
+
+    if detect_allocator() == name:
+        return
+    if os.environ.get(_REEXEC_FLAG):
+        sys.exit(
+            f"error: re-executed with LD_PRELOAD={os.environ.get('LD_PRELOAD')} but {name} is not loaded"
+        )
+    env = dict(os.environ, **{_REEXEC_FLAG: "1"})
+    if name == "glibc":
+        env.pop("LD_PRELOAD", None)
+    else:
+        library = find_allocator(name)
+        if library is None:
+            sys.exit(
+                f"error: {name} not found in {', '.join(LIBRARY_DIRS)}; install it "
+                "(Debian/Ubuntu: apt-get install libtcmalloc-minimal4 or libjemalloc2), or use glibc"
+            )
+        env["LD_PRELOAD"] = str(library)
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def eager_child(cell: str, batch_size: int, iters: int, warmup: int, threads: int | None) -> None:
+    """(Child process) time torch fp32 eager on a cell and print the allocator and latencies as JSON."""
+    import torch
+
+    from segopt_core.benchmark import detect_allocator
+    from segopt_core.benchmark.timing import time_call
+    from segopt_core.models import build_model
+    from segopt_core.predictor import TorchPredictor
+    from segopt_core.variants import get_cell
+
+    if threads:
+        torch.set_num_threads(threads)
+    spec = get_cell(cell)
+    predictor = TorchPredictor(build_model(spec, seed=0))
+    batch = _batch(spec.crop_size, batch_size)
+    for _ in range(warmup):
+        predictor(batch)
+    samples = [time_call(lambda: predictor(batch), lambda: None) * 1e3 for _ in range(iters)]
+    print(json.dumps({"allocator": detect_allocator(), "samples_ms": samples}))
+
+
+def allocator_ab(settings: Settings, library: Path) -> list[dict]:
+    """torch fp32 eager under glibc vs tcmalloc: child processes alternate in rounds; medians per cell."""
+    results = []
+    for cell in settings.cells:
+        samples: dict[str, list[float]] = {"glibc": [], "tcmalloc": []}
+        for r in range(settings.rounds):
+            order = ("glibc", "tcmalloc") if r % 2 == 0 else ("tcmalloc", "glibc")
+            for name in order:
+                samples[name] += _run_child(cell, name, library, settings)
+        results.append({"cell": cell, **{f"{k}_ms": float(np.median(v)) for k, v in samples.items()}})
+    return results
+
+
+def _run_child(cell: str, allocator: str, library: Path, settings: Settings) -> list[float]:
+    """Latencies (ms) from one child process running on `allocator`."""
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if allocator != "glibc":
+        env["LD_PRELOAD"] = str(library)
+    command = [
+        sys.executable,
+        __file__,
+        "--child-eager",
+        cell,
+        "--child-iters",
+        str(settings.iters_per_round),
+    ]
+    command += ["--warmup", str(settings.warmup)] + (
+        ["--threads", str(settings.threads)] if settings.threads else []
+    )
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    if result["allocator"] != allocator:
+        raise RuntimeError(f"child ran on {result['allocator']}, expected {allocator} (LD_PRELOAD={library})")
+    return result["samples_ms"]
+
+
+# --- variants ----------------------------------------------------------------------------------------------
+
+
+def _batch(hw: tuple[int, int], batch_size: int) -> np.ndarray:
+    """A fixed random float32 batch (N,3,H,W)."""
+    return np.random.default_rng(0).standard_normal((batch_size, 3, *hw), dtype=np.float32)
+
+
+def candidate_options(settings: Settings) -> list:
+    """Every default variant for this machine except torch fp32 eager itself (the baseline)."""
+    import torch
+
+    from segopt_core.backends import VariantOptions, default_variants
+
+    baseline = VariantOptions("torch", "fp32")
+    options = [o for o in default_variants(cuda=torch.cuda.is_available()) if o != baseline]
+    if settings.variants:
+        options = [o for o in options if any(pattern in o.slug for pattern in settings.variants)]
+    return options
+
+
+def calibration_batch(spec, work_dir: Path) -> np.ndarray:
+    """Preprocessed synthetic street scenes at the crop size, for the int8-static variants."""
+    from segopt_core.pipeline.stages import EvalSource, calibration_images, prepare_samples
+
+    samples = prepare_samples(work_dir, [spec], count=8)
+    return calibration_images(EvalSource(samples_dir=samples), spec, count=8)
+
+
+def compare_cell(cell: str, settings: Settings, store, work_dir: Path) -> list[Comparison]:
+    """Comparisons of every candidate with torch fp32 eager on one cell, at every batch size."""
+    from segopt_core.backends import BackendUnavailable, load_predictor
+    from segopt_core.benchmark import describe_error
+    from segopt_core.models import build_model
+    from segopt_core.predictor import TorchPredictor
+    from segopt_core.variants import get_cell
+
+    spec = get_cell(cell)
+    model = build_model(spec, seed=0)
+    baseline = TorchPredictor(model)
+    calib = calibration_batch(spec, work_dir)
+    comparisons, sizes = [], settings.batch_sizes
+    for options in candidate_options(settings):
+        log(f"{cell}: {options.slug}")
+        status = {"cell": cell, "variant": options.slug, "device": options.device}
+        try:
+            candidate = load_predictor(
+                store.get_or_build(model, options, calib_images=calib, spec=spec),
+                num_threads=settings.threads,
+            )
+        except BackendUnavailable as exc:
+            comparisons += [
+                Comparison(**status, batch_size=b, status="skipped", reason=str(exc)) for b in sizes
+            ]
+            continue
+        except Exception as exc:  # a variant that cannot be built is reported, the table goes on
+            error = describe_error(exc)
+            comparisons += [Comparison(**status, batch_size=b, status="failed", reason=error) for b in sizes]
+            continue
+        comparisons += [_compare(baseline, candidate, spec, b, settings, status) for b in sizes]
+    return comparisons
+
+
+def _compare(baseline, candidate, spec, batch_size: int, settings: Settings, status: dict) -> Comparison:
+    """Interleaved A/B of baseline and candidate at one batch size (a crash or OOM is reported)."""
+    from segopt_core.benchmark import describe_error, interleaved_ab
+
+    batch = _batch(spec.crop_size, batch_size)
+    calls = {"baseline": lambda: baseline(batch), "candidate": lambda: candidate(batch)}
+    try:
+        samples = interleaved_ab(calls, settings.rounds, settings.iters_per_round, settings.warmup)
+    except Exception as exc:  # OOM or a crash at this batch size
+        return Comparison(**status, batch_size=batch_size, status="failed", reason=describe_error(exc))
+    ms = {name: [s * 1e3 for s in values] for name, values in samples.items()}
+    return Comparison(
+        **status, batch_size=batch_size, baseline_ms=ms["baseline"], candidate_ms=ms["candidate"]
+    )
+
+
+# --- report ------------------------------------------------------------------------------------------------
+
+
+def render(
+    comparisons: list[Comparison], allocators: list[dict] | None, settings: Settings, command: str
+) -> str:
+    """The Markdown report: results per cell, allocator A/B, fingerprint, method and how to reproduce."""
+    from segopt_core.benchmark import machine_fingerprint
+
+    fp = machine_fingerprint()
+    lines = [
+        "# segopt headline benchmark",
+        "",
+        f"Measured {fp['date']} on `{fp['cpu_model']}` ({fp['cpu_affinity_cores']} usable cores, "
+        f"torch threads {fp['torch_threads']}, allocator **{fp['allocator']}**"
+        + (f", GPU {fp['gpu_name']}" if fp["gpu_name"] else ", no GPU")
+        + f"), segopt `{fp['segopt_commit']}`.",
+        "",
+        "Speedup = torch fp32 eager median / variant median, both measured in the same interleaved rounds "
+        "(higher is better). Latencies are per call of the whole batch, in ms.",
+        "",
+    ]
+    for cell in settings.cells:
+        lines += _cell_table(cell, [c for c in comparisons if c.cell == cell])
+    if allocators:
+        lines += _allocator_table(allocators)
+    lines += _fingerprint_table(fp)
+    lines += [
+        "## Method",
+        "",
+        "- Models: `build_model(get_cell(cell), seed=0)`, random-init full-size SegFormer; input "
+        f"3x512x512 float32 per image, batch sizes {list(settings.batch_sizes)}.",
+        "- Every variant is built by the artifact store, which verifies its outputs against the fp32 model "
+        "before it can be used; INT8 static is calibrated on 8 synthetic street scenes.",
+        f"- For each variant: {settings.warmup} warm-up calls each, then {settings.rounds} rounds of "
+        f"{settings.iters_per_round} calls of the baseline and of the variant, the order alternating each "
+        "round, so machine drift hits both.",
+        "- Timing: `time.perf_counter` around each call (with `torch.cuda.synchronize` on CUDA).",
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _cell_table(cell: str, comparisons: list[Comparison]) -> list[str]:
+    """Markdown table of one cell."""
+    lines = [
+        f"## {cell}",
+        "",
+        "| variant | device | batch | torch fp32 eager ms | variant ms | variant p90 ms | speedup |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    problems = []
+    for c in comparisons:
+        if c.status != "ok":
+            problems.append(f"- `{c.variant}` (batch {c.batch_size}): {c.status}: {c.reason}")
+            continue
+        base, cand = c.median("baseline"), c.median("candidate")
+        lines.append(
+            f"| `{c.variant}` | {c.device} | {c.batch_size} | {base:.1f} | {cand:.1f} "
+            f"| {c.p90('candidate'):.1f} | **{base / cand:.2f}×** |"
+        )
+    return lines + ([""] + problems if problems else []) + [""]
+
+
+def _allocator_table(results: list[dict]) -> list[str]:
+    """Markdown table of the glibc vs tcmalloc A/B."""
+    lines = [
+        "## Allocator: torch fp32 eager, glibc malloc vs tcmalloc (LD_PRELOAD)",
+        "",
+        "| cell | glibc ms | tcmalloc ms | speedup |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['cell']} | {r['glibc_ms']:.1f} | {r['tcmalloc_ms']:.1f} "
+            f"| {r['glibc_ms'] / r['tcmalloc_ms']:.2f}× |"
+        )
+    return lines + ["", "Separate processes per allocator, alternating in rounds; batch 1.", ""]
+
+
+def _fingerprint_table(fp: dict) -> list[str]:
+    """Markdown table of the machine fingerprint."""
+    lines = ["## Machine", "", "| | |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in fp.items()]
+    return lines + [""]
+
+
+# --- main --------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="B0 only, batch 1, 2 short rounds (smoke test).")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS.md", help="Markdown file.")
+    parser.add_argument("--cells", default=",".join(DEFAULT_CELLS), help="Comma-separated matrix cells.")
+    parser.add_argument("--batch-sizes", default="1", help="Comma-separated batch sizes (default 1).")
+    parser.add_argument("--rounds", type=int, default=5, help="Interleaved rounds.")
+    parser.add_argument("--iters-per-round", type=int, default=10, help="Calls per variant per round.")
+    parser.add_argument("--warmup", type=int, default=5, help="Warm-up calls per variant.")
+    parser.add_argument("--variants", default="", help="Only variants whose name contains one of these.")
+    parser.add_argument("--threads", type=int, default=None, help="torch / ORT intra-op threads.")
+    parser.add_argument(
+        "--allocator",
+        choices=("glibc", "tcmalloc", "jemalloc"),
+        default=None,
+        help="Run on this malloc (re-executes with LD_PRELOAD); default: whatever the process has.",
+    )
+    parser.add_argument("--no-allocator-ab", action="store_true", help="Skip the glibc vs tcmalloc table.")
+    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "segopt-headline")
+    parser.add_argument("--child-eager", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-iters", type=int, default=10, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the options (--quick overrides cells, batch sizes and rounds)."""
+    if args.quick:
+        cells, sizes, rounds, iters, warmup = (DEFAULT_CELLS[0],), (1,), 2, 3, 2
+    else:
+        cells, sizes = tuple(_split(args.cells)), tuple(int(b) for b in _split(args.batch_sizes))
+        rounds, iters, warmup = args.rounds, args.iters_per_round, args.warmup
+    return Settings(cells, sizes, rounds, iters, warmup, tuple(_split(args.variants)), args.threads)
+
+
+def _split(text: str) -> list[str]:
+    """'a,b' -> ['a', 'b']."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the headline benchmark and write the Markdown report."""
+    args = parse_args(argv)
+    if args.child_eager:
+        return eager_child(args.child_eager, 1, args.child_iters, args.warmup, args.threads)
+    if args.allocator:
+        use_allocator(args.allocator)
+    import torch
+
+    from segopt_core.backends import ArtifactStore
+    from segopt_core.benchmark import device_lock
+
+    settings = settings_from(args)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    store = ArtifactStore(args.work_dir / "artifacts")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with device_lock(device):
+        comparisons = [
+            c for cell in settings.cells for c in compare_cell(cell, settings, store, args.work_dir)
+        ]
+        library = find_allocator("tcmalloc")
+        allocators = None
+        if not args.no_allocator_ab and library is not None:
+            log("allocator A/B: glibc vs tcmalloc")
+            allocators = allocator_ab(settings, library)
+    command = "python benchmarks/headline.py " + " ".join(sys.argv[1:])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(comparisons, allocators, settings, command.strip()))
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Flow `nightly-benchmark`: re-benchmark stored artifacts → history → compare with previous runs → flag
+regressions → report → MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from flows.optimize_all import DEFAULT_BATCH_SIZES, device_key, run_meta
+from flows.runners import runner_from_env, settle
+from segopt_core.reports import RegressionPolicy
+from segopt_core.settings import load_settings
+from tasks.benchmark import benchmark_variant, ensure_device_limit
+from tasks.report import collect_rows, publish_report, write_report_task
+from tasks.store import list_artifacts
+from tasks.tracking import track
+
+
+class RegressionDetected(RuntimeError):
+    """A variant got slower than its recent history by more than the threshold."""
+
+
+@flow(name="nightly-benchmark", task_runner=runner_from_env(), log_prints=True)
+def nightly_benchmark(
+    cells: list[str] | None = None,
+    variants: list[str] | None = None,
+    batch_sizes: list[int] | None = None,
+    warmup: int = 3,
+    iters: int = 20,
+    window: int = 5,
+    threshold: float = 0.10,
+    fail_on_regression: bool = False,
+    work_dir: str | None = None,
+    report_dir: str | None = None,
+) -> str:
+    """Re-benchmark every stored artifact, append to the history, flag regressions; returns the report dir.
+
+    A row regresses when its median latency exceeds the median of its last `window` runs (same cell,
+    checkpoint, variant, batch size and machine) by more than `threshold` (0.10 = 10 %).
+    """
+    settings = load_settings()
+    work = Path(work_dir or settings.work_dir)
+    reports = Path(report_dir or settings.reports_dir)
+    batch_sizes = list(batch_sizes or DEFAULT_BATCH_SIZES)
+    policy = RegressionPolicy(window, threshold)
+    meta = run_meta("nightly-benchmark", dict(flow_run.parameters))
+
+    stored = list_artifacts(str(work / "artifacts"), str(work / "results"), cells, variants)
+    if not stored:
+        meta["notes"].append(f"no stored artifact under {work / 'artifacts'}: run optimize-all first")
+    for key in sorted({device_key(record) for record, _ in stored}):
+        ensure_device_limit(key)
+    futures = [
+        benchmark_variant.submit(r, spec, batch_sizes, warmup, iters, device_key(r)) for r, spec in stored
+    ]
+    records = [
+        rec or {**r, "status": "failed", "error": err}
+        for (r, _), (rec, err) in zip(stored, settle(futures), strict=True)
+    ]
+
+    rows = collect_rows(records, meta, 0.97)  # no accuracy in nightly runs: the gate is idle
+    report = write_report_task(rows, str(reports), meta, str(reports / "history"), policy)
+    track(report, meta)
+    publish_report(report, "nightly-benchmark")
+    if fail_on_regression and report.regressions:
+        raise RegressionDetected(f"{report.regressions} benchmark row(s) regressed; see {report.summary}")
+    return str(report.dir)

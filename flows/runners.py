@@ -1,0 +1,54 @@
+"""Where mapped tasks run: a thread pool (default) or a Dask cluster via prefect-dask; and future settling."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from prefect.futures import PrefectFuture
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+TASK_RUNNERS = ("threads", "dask")
+
+
+def make_task_runner(
+    kind: str = "threads", dask_address: str | None = None, workers: int | None = None
+) -> TaskRunner:
+    """`threads`: a local thread pool; `dask`: the cluster at `dask_address`, or a local one on loopback."""
+    if kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind != "dask":
+        raise ValueError(f"unknown task runner {kind!r}; valid: {', '.join(TASK_RUNNERS)}")
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    # one in-process worker (no second process importing torch), real TCP comms on loopback only, no dashboard
+    cluster = {"n_workers": 1, "threads_per_worker": workers or 2, "processes": False}
+    cluster |= {"protocol": "tcp", "host": "127.0.0.1", "dashboard_address": None}
+    return DaskTaskRunner(cluster_kwargs=cluster)
+
+
+def runner_from_env() -> TaskRunner:
+    """The task runner named by SEGOPT_TASK_RUNNER / SEGOPT_DASK_ADDRESS (deployments set these)."""
+    return make_task_runner(
+        os.environ.get("SEGOPT_TASK_RUNNER", "threads"), os.environ.get("SEGOPT_DASK_ADDRESS")
+    )
+
+
+def _describe(state: Any) -> str:
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {error}"
+    return state.message or f"task ended in state {state.name}"
+
+
+def settle(futures: Iterable[PrefectFuture]) -> list[tuple[Any, str | None]]:
+    """Wait for every future; (result, None) when it completed, (None, error text) when it did not."""
+    outcomes = []
+    for future in futures:
+        future.wait()
+        state = future.state
+        outcomes.append((future.result(), None) if state.is_completed() else (None, _describe(state)))
+    return outcomes

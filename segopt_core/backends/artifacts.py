@@ -1,0 +1,349 @@
+"""The artifact store: one verified folder per (checkpoint sha256, variant options), written atomically.
+
+Layout: `<root>/<sha256[:12]>/<slug>-<digest>/` holding the model file(s) and `metadata.json`.  A build
+runs in a hidden `.tmp-*` sibling and is renamed into place only after it was verified, so a killed or
+failed build never leaves a folder that is later used.  A folder whose metadata is unreadable or whose
+files are missing/truncated (size differs from the metadata) is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import platform
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from segopt_core.backends.errors import ArtifactError, CalibrationError
+from segopt_core.backends.options import VariantOptions
+from segopt_core.backends.source import spec_to_dict
+from segopt_core.backends.verify import verify_predictor
+from segopt_core.variants import VariantSpec
+
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+MIN_CALIBRATION_IMAGES = 4
+BACKEND_MODULES = {
+    "torch": "segopt_core.backends.torch_backends",
+    "torch-compile": "segopt_core.backends.compile",
+    "onnxruntime": "segopt_core.backends.ort",
+    "tensorrt": "segopt_core.backends.tensorrt",
+}
+
+
+def backend_module(backend: str):
+    """The module implementing `build(...)` and `load(...)` for a backend name."""
+    try:
+        return importlib.import_module(BACKEND_MODULES[backend])
+    except KeyError:
+        raise KeyError(f"unknown backend {backend!r}; valid: {', '.join(BACKEND_MODULES)}") from None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified optimized variant on disk: its folder and its metadata (reused=True when not rebuilt)."""
+
+    path: Path
+    metadata: dict
+    reused: bool = False
+
+    @property
+    def slug(self) -> str:
+        """Variant name, e.g. 'onnxruntime-fp32-folded'."""
+        return self.metadata["slug"]
+
+    @property
+    def options(self) -> VariantOptions:
+        """The options it was built with."""
+        return VariantOptions.from_dict(self.metadata["options"])
+
+    @property
+    def size_bytes(self) -> int:
+        """Size on disk of the model files."""
+        return int(self.metadata["size_bytes"])
+
+    def predictor(self, num_threads: int | None = None):
+        """Load it as a Predictor."""
+        return load_predictor(self.path, num_threads=num_threads)
+
+
+# --- files and metadata --------------------------------------------------------------------------------
+
+
+def sha256_bytes_file(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_records(folder: Path) -> dict[str, dict]:
+    """{relative name: {size, sha256}} of every file in an artifact folder except the metadata."""
+    records = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != METADATA_FILE):
+        records[str(path.relative_to(folder))] = {
+            "size": path.stat().st_size,
+            "sha256": sha256_bytes_file(path),
+        }
+    return records
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON via a temp file in the same folder + os.replace."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_metadata(folder: str | Path) -> dict:
+    """metadata.json of an artifact folder; ArtifactError naming the file when missing or invalid."""
+    path = Path(folder) / METADATA_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(
+            f"{path}: not found; {folder} is not a segopt artifact (run `segopt optimize`)"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: invalid JSON ({exc}); delete the folder and rebuild") from None
+    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: format_version is not {FORMAT_VERSION}; rebuild the artifact")
+    return data
+
+
+def check_artifact(folder: str | Path) -> dict:
+    """Metadata of a complete artifact, or ArtifactError saying what is missing or truncated."""
+    folder = Path(folder)
+    meta = read_metadata(folder)
+    for key in ("slug", "options", "files", "spec", "verification"):
+        if key not in meta:
+            raise ArtifactError(f"{folder / METADATA_FILE}: missing key {key!r}; rebuild the artifact")
+    for name, rec in meta["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing; rebuild the artifact")
+        if path.stat().st_size != rec["size"]:
+            raise ArtifactError(
+                f"{path}: {path.stat().st_size} bytes, metadata says {rec['size']} (truncated?); "
+                "rebuild the artifact"
+            )
+    return meta
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape an artifact."""
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "onnx", "onnxruntime", "tensorrt", "segopt_core"):
+        try:
+            versions[name] = getattr(importlib.import_module(name), "__version__", "?")
+        except ImportError:
+            continue
+    return versions
+
+
+# --- calibration images --------------------------------------------------------------------------------
+
+
+def as_calibration_batch(images, options: VariantOptions) -> np.ndarray | None:
+    """The (N,3,H,W) float32 calibration set used (first num_images), or None when not needed."""
+    if options.precision != "int8-static":
+        return None
+    if images is None:
+        raise CalibrationError(
+            f"{options.slug} needs calibration images: pass calib_images= (or --calib-data DIR on the CLI)"
+        )
+    arr = (
+        np.stack([np.asarray(im, np.float32) for im in images])
+        if not isinstance(images, np.ndarray)
+        else images
+    )
+    if arr.ndim != 4 or arr.shape[1] != 3:
+        raise CalibrationError(
+            f"calibration images must be preprocessed (N,3,H,W) float32, got shape {arr.shape}"
+        )
+    if len(arr) < MIN_CALIBRATION_IMAGES:
+        raise CalibrationError(
+            f"only {len(arr)} calibration images; INT8 static needs at least {MIN_CALIBRATION_IMAGES} "
+            f"(ideally {options.calibration.num_images}) representative images: add images to the folder"
+        )
+    return np.ascontiguousarray(arr[: options.calibration.num_images], dtype=np.float32)
+
+
+def calibration_hash(batch: np.ndarray | None) -> str | None:
+    """sha256 of the calibration tensor (part of the artifact key)."""
+    if batch is None:
+        return None
+    return hashlib.sha256(np.ascontiguousarray(batch).tobytes() + str(batch.shape).encode()).hexdigest()
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    """A content hash for a model without a checkpoint file (tests, in-memory models)."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# --- the store -----------------------------------------------------------------------------------------
+
+
+class ArtifactStore:
+    """Builds, verifies, reuses and lists optimized artifacts under one root folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def folder_for(self, sha256: str, options: VariantOptions, calib_hash: str | None = None) -> Path:
+        """The artifact folder of a (checkpoint, options, calibration set) combination."""
+        digest = (
+            options.digest()
+            if calib_hash is None
+            else hashlib.sha256((options.digest() + calib_hash).encode()).hexdigest()[:8]
+        )
+        return self.root / sha256[:12] / f"{options.slug}-{digest}"
+
+    def get_or_build(
+        self,
+        source,
+        options: VariantOptions,
+        calib_images: Sequence[np.ndarray] | np.ndarray | None = None,
+        *,
+        spec: VariantSpec | None = None,
+        sha256: str | None = None,
+        force: bool = False,
+    ) -> Artifact:
+        """Reuse the valid artifact or build and verify it; `source`: a LoadedCheckpoint or an nn.Module."""
+        model, spec, sha256 = _unpack_source(source, spec, sha256)
+        calib = as_calibration_batch(calib_images, options)
+        folder = self.folder_for(sha256, options, calibration_hash(calib))
+        if not force:
+            try:
+                return Artifact(folder, check_artifact(folder), reused=True)
+            except ArtifactError:
+                pass  # missing or broken: (re)build below
+        return self._build(model, spec, sha256, options, calib, folder)
+
+    def _build(self, model, spec, sha256, options, calib, folder: Path) -> Artifact:
+        """Build in a temp sibling, verify, write metadata, then rename into place."""
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            meta = self._build_into(model, spec, sha256, options, calib, tmp)
+            return Artifact(_publish(tmp, folder), meta)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _build_into(self, model, spec, sha256, options, calib, tmp: Path) -> dict:
+        """Run the backend's build + load + verification inside `tmp`; returns the final metadata."""
+        module = backend_module(options.backend)
+        meta = _base_metadata(spec, sha256, options, calib)
+        start = time.perf_counter()
+        meta.update(module.build(model.eval(), spec, options, tmp, calib))
+        meta["build_seconds"] = round(time.perf_counter() - start, 3)
+        start = time.perf_counter()
+        predictor = module.load(tmp, meta, options)
+        meta["verification"] = verify_predictor(model, predictor, spec, options.precision)
+        meta["verification"]["seconds"] = round(time.perf_counter() - start, 3)
+        meta["files"] = file_records(tmp)
+        meta["size_bytes"] = sum(rec["size"] for rec in meta["files"].values())
+        meta["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        write_json_atomic(tmp / METADATA_FILE, meta)
+        return meta
+
+    def artifacts(self) -> list[Artifact]:
+        """Every valid artifact in the store (broken and temp folders are skipped)."""
+        found = []
+        for meta_path in sorted(self.root.glob(f"*/*/{METADATA_FILE}")):
+            if meta_path.parent.name.startswith("."):
+                continue
+            try:
+                found.append(Artifact(meta_path.parent, check_artifact(meta_path.parent), reused=True))
+            except ArtifactError:
+                continue
+        return found
+
+    def clean_temp(self, older_than_s: float = 3600.0) -> int:
+        """Remove leftover `.tmp-*` folders of killed builds older than a limit; returns how many."""
+        now, removed = time.time(), 0
+        for tmp in self.root.glob("*/.tmp-*"):
+            if now - tmp.stat().st_mtime > older_than_s:
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed += 1
+        return removed
+
+
+def _unpack_source(
+    source, spec: VariantSpec | None, sha256: str | None
+) -> tuple[nn.Module, VariantSpec, str]:
+    """(model, spec, sha256) from a LoadedCheckpoint-like object or a bare module + keywords."""
+    if isinstance(source, nn.Module):
+        if spec is None:
+            raise ValueError("get_or_build(model, ...) needs spec= when given a bare nn.Module")
+        return source, spec, sha256 or state_dict_sha256(source)
+    try:
+        return source.model, spec or source.spec, sha256 or source.sha256
+    except AttributeError:
+        raise TypeError(
+            "get_or_build expects a LoadedCheckpoint (model, spec, sha256) or an nn.Module, "
+            f"got {type(source).__name__}"
+        ) from None
+
+
+def _base_metadata(spec: VariantSpec, sha256: str, options: VariantOptions, calib: np.ndarray | None) -> dict:
+    """The metadata fields known before building."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "slug": options.slug,
+        "backend": options.backend,
+        "precision": options.precision,
+        "device": options.device,
+        "options": options.to_dict(),
+        "checkpoint_sha256": sha256,
+        "spec": spec_to_dict(spec),
+        "cell": spec.name,
+        "calibration": None
+        if calib is None
+        else {
+            **options.calibration.__dict__,
+            "num_images_used": len(calib),
+            "sha256": calibration_hash(calib),
+        },
+        "versions": library_versions(),
+    }
+
+
+def _publish(tmp: Path, folder: Path) -> Path:
+    """Rename a finished build into place, replacing a broken folder; a concurrent valid one wins."""
+    trash = None
+    if folder.exists():
+        trash = folder.parent / f".trash-{folder.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(folder, trash)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        check_artifact(folder)  # another process published first; use it if valid
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+    return folder
+
+
+def load_predictor(artifact: str | Path | Artifact, *, num_threads: int | None = None):
+    """Load any artifact folder as a Predictor (BackendUnavailable where its backend cannot run here)."""
+    folder = artifact.path if isinstance(artifact, Artifact) else Path(artifact)
+    meta = check_artifact(folder)
+    options = VariantOptions.from_dict(meta["options"])
+    return backend_module(options.backend).load(folder, meta, options, num_threads=num_threads)

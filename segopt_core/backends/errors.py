@@ -1,0 +1,23 @@
+"""Domain exceptions of the backends: skipped (unavailable), failed verification, broken artifacts."""
+
+from __future__ import annotations
+
+
+class BackendUnavailable(RuntimeError):
+    """The variant cannot run here (no CUDA, TensorRT or provider missing): report it as skipped."""
+
+
+class VerificationError(RuntimeError):
+    """The optimized variant disagrees with the fp32 reference (or produced NaN/inf): report it as failed."""
+
+
+class ArtifactError(RuntimeError):
+    """An artifact folder is missing, truncated or not a segopt artifact."""
+
+
+class OnnxModelError(ValueError):
+    """An ONNX file is not a SegFormer export segopt can run (wrong inputs/outputs, truncated)."""
+
+
+class CalibrationError(ValueError):
+    """The calibration data cannot be used (too few images, unreadable folder)."""

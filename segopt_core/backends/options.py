@@ -1,0 +1,171 @@
+"""What to build: `VariantOptions` (backend, precision, folding, calibration, preset) and the default set."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+BACKENDS = ("torch", "torch-compile", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+PRESETS = ("segformer-safe",)
+DEVICES = ("cpu", "cuda")
+
+# Which precisions each backend implements (anything else is a user error, not a skip).
+SUPPORTED = {
+    "torch": ("fp32", "fp16", "bf16", "int8-dynamic"),
+    "torch-compile": ("fp32", "bf16", "int8-static"),  # int8-static = PT2E + X86InductorQuantizer
+    "onnxruntime": ("fp32", "fp16", "int8-dynamic", "int8-static"),
+    "tensorrt": ("fp32", "fp16", "int8-static"),
+}
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """How INT8 static calibration runs: method, how many images, per-channel weights."""
+
+    method: str = "minmax"
+    num_images: int = 32
+    per_channel: bool = True
+    percentile: float = 99.999  # only for method="percentile"; ORT's default
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"calibration method {self.method!r} is unknown; valid: {', '.join(CALIBRATION_METHODS)}"
+            )
+        if self.num_images < 1:
+            raise ValueError(f"calibration num_images must be >= 1, got {self.num_images}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ValueError(f"calibration percentile must be in (50, 100], got {self.percentile}")
+
+
+@dataclass(frozen=True)
+class VariantOptions:
+    """One optimized variant: backend x precision x graph options; `slug` names it."""
+
+    backend: str = "torch"
+    precision: str = "fp32"
+    fold_decode_head: bool = False
+    calibration: CalibrationOptions | None = None  # set (to the default) automatically for int8-static
+    preset: str | None = None
+    device: str = "cpu"
+    extra: tuple[tuple[str, str], ...] = field(default=())  # free-form build knobs, part of the key
+
+    def __post_init__(self) -> None:
+        self._check_choice("backend", self.backend, BACKENDS)
+        self._check_choice("precision", self.precision, PRECISIONS)
+        self._check_choice("device", self.device, DEVICES)
+        if self.precision not in SUPPORTED[self.backend]:
+            raise ValueError(
+                f"backend {self.backend!r} does not implement precision {self.precision!r}; "
+                f"valid for it: {', '.join(SUPPORTED[self.backend])}"
+            )
+        if self.preset is not None:
+            self._check_choice("preset", self.preset, PRESETS)
+            if self.backend != "onnxruntime" or not self.precision.startswith("int8"):
+                raise ValueError(
+                    "preset 'segformer-safe' applies to --backend onnxruntime with an int8 precision"
+                )
+        if self.precision == "int8-static" and self.calibration is None:
+            object.__setattr__(self, "calibration", CalibrationOptions())
+        if self.precision != "int8-static" and self.calibration is not None:
+            raise ValueError(f"calibration options only apply to int8-static, not {self.precision!r}")
+        if self.backend == "tensorrt" or (self.precision == "fp16" and self.backend == "torch"):
+            object.__setattr__(self, "device", "cuda")  # these exist only on CUDA
+
+    @staticmethod
+    def _check_choice(what: str, value: object, valid: tuple[str, ...]) -> None:
+        if value not in valid:
+            raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+    @property
+    def slug(self) -> str:
+        """Human-readable variant name, e.g. 'onnxruntime-int8-static-segformer-safe-folded'."""
+        parts = [self.backend, self.precision]
+        if self.preset:
+            parts.append(self.preset)
+        cal = self.calibration
+        if cal is not None and cal.method != "minmax":
+            parts.append(cal.method)
+        if cal is not None and not cal.per_channel:
+            parts.append("per-tensor")
+        if self.fold_decode_head:
+            parts.append("folded")
+        if self.device == "cuda" and self.backend == "onnxruntime":
+            parts.append("cuda")
+        return "-".join(parts)
+
+    def to_dict(self) -> dict:
+        """JSON-able form (stored in artifact metadata)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VariantOptions:
+        """Inverse of `to_dict`."""
+        data = dict(data)
+        cal = data.pop("calibration", None)
+        extra = tuple(tuple(kv) for kv in data.pop("extra", ()))
+        return cls(**data, calibration=CalibrationOptions(**cal) if cal else None, extra=extra)
+
+    def digest(self) -> str:
+        """Stable short hash of every option (part of the artifact folder name)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX"):  # not all builds report these
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# --- presets: named functions, one comment per non-obvious flag --------------------------------------
+
+
+def segformer_safe_int8(calibration: CalibrationOptions | None = None) -> VariantOptions:
+    """ORT INT8 static QDQ keeping LayerNorm, Softmax, residual Adds and the classifier in float."""
+    return VariantOptions(
+        backend="onnxruntime",
+        precision="int8-static",
+        preset="segformer-safe",  # these ops carry outliers that per-tensor int8 activations clip
+        fold_decode_head=True,  # exact, and fewer int8 ops in the head means less error
+        calibration=calibration or CalibrationOptions(method="minmax", per_channel=True),
+    )
+
+
+def default_variants(cuda: bool, bf16: bool | None = None) -> list[VariantOptions]:
+    """What `optimize-all` builds by default on this machine (bf16 only where the CPU has it natively)."""
+    bf16 = cpu_supports_bf16() if bf16 is None else bf16
+    variants = [
+        VariantOptions("torch", "fp32"),
+        VariantOptions("torch", "fp32", fold_decode_head=True),
+        VariantOptions("torch", "int8-dynamic", fold_decode_head=True),
+        VariantOptions("torch-compile", "fp32", fold_decode_head=True),
+        VariantOptions("onnxruntime", "fp32"),
+        VariantOptions("onnxruntime", "fp32", fold_decode_head=True),
+        VariantOptions("onnxruntime", "int8-dynamic", fold_decode_head=True),
+        segformer_safe_int8(),
+    ]
+    if bf16:
+        variants += [
+            VariantOptions("torch", "bf16", fold_decode_head=True),
+            VariantOptions("torch-compile", "bf16", fold_decode_head=True),
+        ]
+    if cuda:
+        variants += [
+            VariantOptions("torch", "fp16", fold_decode_head=True),
+            VariantOptions("onnxruntime", "fp16", fold_decode_head=True, device="cuda"),
+            VariantOptions("tensorrt", "fp16", fold_decode_head=True),
+            VariantOptions("tensorrt", "int8-static", fold_decode_head=True),
+        ]
+    return variants

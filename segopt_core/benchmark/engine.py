@@ -1,0 +1,332 @@
+"""Benchmark any Predictor across batch sizes: one flat, rounded row per batch size; failures are rows too."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from segopt_core.benchmark.fingerprint import machine_fingerprint
+from segopt_core.benchmark.memory import MIB, PeakMemory
+from segopt_core.benchmark.schema import empty_row, validate_row
+from segopt_core.benchmark.timing import (
+    TimingConfig,
+    device_synchronizer,
+    latency_stats,
+    time_call,
+    timed_loop,
+    warm_up,
+)
+from segopt_core.predictor import Predictor
+from segopt_core.variants import VariantSpec
+
+SCOPES = ("model", "e2e")
+DEFAULT_BATCH_SIZES = (1, 4, 8)
+# Lower-cased fragments of the messages CUDA, ONNX Runtime and TensorRT use for allocation failures.
+_OOM_MARKERS = (
+    "out of memory",
+    "failed to allocate",
+    "bad_alloc",
+    "bad allocation",
+    "cannot allocate memory",
+    "cudaerrormemoryallocation",
+    "cuda_error_out_of_memory",
+)
+RowCallback = Callable[[dict[str, Any]], None]
+
+
+class BenchmarkError(ValueError):
+    """The benchmark was asked for something it cannot measure."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for MemoryError, torch.cuda.OutOfMemoryError and ORT/TensorRT allocation failures."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    message = str(exc).lower()
+    return any(marker in message for marker in _OOM_MARKERS)
+
+
+def describe_error(exc: BaseException) -> str:
+    """'TypeName: message' on one line, at most 500 characters."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
+    return text[:500]
+
+
+def model_size_mb(model: nn.Module | None = None, path: str | Path | None = None) -> float | None:
+    """Size on disk of a file/folder when a path is given, else the state-dict bytes of the module, MiB."""
+    if path is not None:
+        path = Path(path)
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        return sum(p.stat().st_size for p in files) / MIB
+    if model is not None:
+        return sum(t.numel() * t.element_size() for t in model.state_dict().values()) / MIB
+    return None
+
+
+def _module_of(predictor: Predictor, model: nn.Module | None) -> nn.Module | None:
+    """The nn.Module behind the predictor, when there is one."""
+    if model is not None:
+        return model
+    candidate = getattr(predictor, "model", None)
+    return candidate if isinstance(candidate, nn.Module) else None
+
+
+def _input_hw(shape: VariantSpec | tuple[int, int]) -> tuple[int, int]:
+    """(h, w) of the model input: the cell's crop size or the given pair."""
+    if isinstance(shape, VariantSpec):
+        return shape.crop_size
+    h, w = (int(v) for v in shape)
+    if h <= 0 or w <= 0:
+        raise BenchmarkError(f"input size must be positive, got {shape!r}")
+    return h, w
+
+
+def _check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
+    """Sorted unique positive batch sizes."""
+    sizes = sorted({int(b) for b in batch_sizes})
+    if not sizes or sizes[0] < 1:
+        raise BenchmarkError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    return sizes
+
+
+def _rounded(row: dict[str, Any], digits: int = 3) -> dict[str, Any]:
+    """Floats rounded to `digits` decimals."""
+    return {k: round(v, digits) if isinstance(v, float) else v for k, v in row.items()}
+
+
+def measure(fn: Callable[[], object], batch_size: int, device: str, timing: TimingConfig) -> dict[str, Any]:
+    """First call, warm-up and timed loop of fn under a peak-memory probe: the timing and memory columns."""
+    sync = device_synchronizer(device)
+    with PeakMemory(device) as memory:
+        first = time_call(fn, sync)
+        warmup_calls = warm_up(fn, timing, sync)
+        samples = timed_loop(fn, timing, sync)
+    return {
+        "first_call_ms": first * 1e3,
+        "warmup_iters": warmup_calls,
+        "iters": len(samples),
+        **latency_stats(samples, batch_size),
+        "rss_before_mb": memory.rss_before_mb,
+        "peak_rss_mb": memory.peak_rss_mb,
+        "peak_rss_increase_mb": memory.peak_rss_increase_mb,
+        "cuda_max_allocated_mb": memory.cuda_max_allocated_mb,
+        "gpu_mem_used_peak_mb": memory.gpu_mem_used_peak_mb,
+    }
+
+
+def _free_device_memory(device: str) -> None:
+    """Release cached allocations after an out-of-memory so the next variant starts clean."""
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _call_for(
+    predictor: Predictor,
+    shape: VariantSpec | tuple[int, int],
+    scope: str,
+    images: Sequence[Path] | None,
+    seed: int,
+) -> tuple[Callable[[int], Callable[[], object]], tuple[int, int]]:
+    """A factory batch_size -> zero-arg call for the scope, and the row's input (h, w)."""
+    if scope == "model":
+        h, w = _input_hw(shape)
+
+        def model_call(batch_size: int) -> Callable[[], object]:
+            batch = np.random.default_rng(seed).standard_normal((batch_size, 3, h, w), dtype=np.float32)
+            return lambda: predictor(batch)
+
+        return model_call, (h, w)
+    if not isinstance(shape, VariantSpec):
+        raise BenchmarkError("scope 'e2e' needs the cell (VariantSpec) for preprocessing, not a shape")
+    from segopt_core.benchmark.end_to_end import EndToEnd
+
+    pipeline = EndToEnd(predictor, shape, list(images or []))
+    return (lambda batch_size: lambda: pipeline(batch_size)), pipeline.image_size()
+
+
+def base_row(
+    variant: str,
+    precision: str,
+    device: str,
+    scope: str,
+    shape: VariantSpec | tuple[int, int],
+    batch_size: int,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A schema-complete row with the identifying columns and the machine fingerprint filled in."""
+    row = empty_row()
+    row.update(machine_fingerprint())
+    row.update(status="ok", error="", variant=variant, precision=precision, device=device, scope=scope)
+    row.update(model=shape.name if isinstance(shape, VariantSpec) else "", batch_size=batch_size)
+    if scope == "model" or not isinstance(shape, VariantSpec):
+        row["input_h"], row["input_w"] = _input_hw(shape)
+    row.update(fields)
+    return row
+
+
+def benchmark_predictor(
+    predictor: Predictor,
+    shape: VariantSpec | tuple[int, int],
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    warmup: int = 10,
+    iters: int = 50,
+    scope: str = "model",
+    *,
+    timing: TimingConfig | None = None,
+    images: Sequence[str | Path] | None = None,
+    model: nn.Module | None = None,
+    model_path: str | Path | None = None,
+    param_count: int | None = None,
+    variant: str | None = None,
+    checkpoint_sha256: str = "",
+    load_ms: float | None = None,
+    seed: int = 0,
+    on_row: RowCallback | None = None,
+) -> list[dict[str, Any]]:
+    """Benchmark one predictor at each batch size: one flat rounded row each (docs/benchmark.md).
+
+    `shape` is the cell (its crop size is the model input) or an (h, w) pair; `timing` overrides
+    `warmup`/`iters` with time-based limits. Scope 'e2e' times image file -> full-size mask and needs a
+    cell and `images`. An out-of-memory ends the sweep (status 'oom'; larger batches 'skipped'); any
+    other exception gives a 'failed' row and the sweep goes on. `max_batch_ok` is the largest batch that ran.
+    """
+    if scope not in SCOPES:
+        raise BenchmarkError(f"scope {scope!r} is not one of {SCOPES}")
+    timing = timing or TimingConfig(warmup_iters=warmup, iters=iters)
+    sizes = _check_batch_sizes(batch_sizes)
+    module = _module_of(predictor, model)
+    static = {
+        "checkpoint_sha256": checkpoint_sha256,
+        "load_ms": load_ms,
+        "model_size_mb": model_size_mb(module, model_path),
+        "param_count": param_count if param_count is not None else _param_count(module),
+    }
+    name = variant or predictor.name
+    rows = []
+    try:
+        call_for, (h, w) = _call_for(predictor, shape, scope, [Path(p) for p in images or []], seed)
+    except Exception as exc:  # e.g. undecodable e2e images: every batch size fails the same way
+        call_for, (h, w), setup_error = None, _input_hw(shape), exc
+    oom_at = None
+    for batch_size in sizes:
+        row = base_row(name, predictor.precision, predictor.device, scope, shape, batch_size, **static)
+        row.update(input_h=h, input_w=w)
+        if call_for is None:
+            row.update(status="failed", error=describe_error(setup_error))
+        elif oom_at is not None:
+            row.update(status="skipped", error=f"not run: batch size {oom_at} already ran out of memory")
+        else:
+            oom_at = _measure_into(row, call_for, batch_size, predictor.device, timing)
+        rows.append(row)
+    return _finish(rows, on_row)
+
+
+def _param_count(module: nn.Module | None) -> int | None:
+    """Parameter count of the module, None without one."""
+    return None if module is None else sum(p.numel() for p in module.parameters())
+
+
+def _measure_into(
+    row: dict[str, Any],
+    call_for: Callable[[int], Callable[[], object]],
+    batch_size: int,
+    device: str,
+    timing: TimingConfig,
+) -> int | None:
+    """Fill row with the measurement (or its failure); returns batch_size when it ran out of memory."""
+    try:
+        row.update(measure(call_for(batch_size), batch_size, device, timing))
+        return None
+    except Exception as exc:  # failures are rows; the run goes on
+        oom = is_out_of_memory(exc)
+        row.update(status="oom" if oom else "failed", error=describe_error(exc))
+        del exc
+        if oom:
+            _free_device_memory(device)
+            return batch_size
+        return None
+
+
+def _finish(rows: list[dict[str, Any]], on_row: RowCallback | None) -> list[dict[str, Any]]:
+    """Set max_batch_ok on every row, round, validate and report each row."""
+    ok = [r["batch_size"] for r in rows if r["status"] == "ok"]
+    finished = []
+    for row in rows:
+        row["max_batch_ok"] = max(ok) if ok else None
+        row = _rounded(row)
+        validate_row(row)
+        finished.append(row)
+        if on_row is not None:
+            on_row(row)
+    return finished
+
+
+def status_rows(
+    status: str,
+    error: str,
+    variant: str,
+    shape: VariantSpec | tuple[int, int],
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    *,
+    precision: str = "",
+    device: str = "cpu",
+    scope: str = "model",
+    checkpoint_sha256: str = "",
+    on_row: RowCallback | None = None,
+) -> list[dict[str, Any]]:
+    """Rows for a variant that never ran ('skipped' backend or 'failed' build/load), one per batch size."""
+    rows = [
+        base_row(variant, precision, device, scope, shape, b, status=status, error=error,
+                 checkpoint_sha256=checkpoint_sha256)
+        for b in _check_batch_sizes(batch_sizes)
+    ]  # fmt: skip
+    return _finish(rows, on_row)
+
+
+def benchmark_loader(
+    loader: Callable[[], Predictor],
+    shape: VariantSpec | tuple[int, int],
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    *,
+    variant: str,
+    precision: str = "",
+    device: str = "cpu",
+    skip_on: tuple[type[BaseException], ...] = (),
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Load a predictor (timed as load_ms) and benchmark it; a load raising `skip_on` gives 'skipped' rows,
+    any other exception 'failed' rows, so a run over many variants always continues.
+
+    `precision` and `device` label the rows when loading fails; kwargs go to benchmark_predictor.
+    """
+    scope = kwargs.get("scope", "model")
+    labels = {
+        "variant": variant,
+        "shape": shape,
+        "batch_sizes": batch_sizes,
+        "precision": precision,
+        "device": device,
+        "scope": scope,
+        "checkpoint_sha256": kwargs.get("checkpoint_sha256", ""),
+        "on_row": kwargs.get("on_row"),
+    }
+    start = time.perf_counter()
+    try:
+        predictor = loader()
+    except skip_on as exc:
+        return status_rows("skipped", describe_error(exc), **labels)
+    except Exception as exc:  # a crash in one variant is a row, not the end of the run
+        status = "oom" if is_out_of_memory(exc) else "failed"
+        return status_rows(status, describe_error(exc), **labels)
+    load_ms = (time.perf_counter() - start) * 1e3
+    return benchmark_predictor(predictor, shape, batch_sizes, variant=variant, load_ms=load_ms, **kwargs)

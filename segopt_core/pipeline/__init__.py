@@ -1,0 +1,1 @@
+"""Pure helpers of the orchestration flows: result cache (resume) and accuracy gate."""

@@ -1,0 +1,70 @@
+"""The result cache behind resume: finished variants' rows as one JSON file per cache key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def cache_key(checkpoint_sha256: str, options: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    """Stable key of one variant's results: checkpoint content + build options + measurement settings."""
+    payload = json.dumps(
+        {"sha256": checkpoint_sha256, "options": options, "settings": settings}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write bytes through a temp file in the same folder and os.replace, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write text atomically (see write_bytes_atomic)."""
+    return write_bytes_atomic(path, text.encode())
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    """Write JSON atomically (see write_text_atomic)."""
+    return write_text_atomic(path, json.dumps(payload, indent=1, default=str))
+
+
+class ResultCache:
+    """Completed variants' records under `root/<key>.json`; a hit needs its artifact to still exist."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        """File holding the rows of one key."""
+        return self.root / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The cached record of a key, or None when missing, unreadable or its artifact is gone."""
+        try:
+            entry = json.loads(self.path(key).read_text())
+        except (OSError, ValueError):
+            return None
+        artifact = entry.get("artifact") or ""
+        if not artifact or not Path(artifact).exists():
+            return None
+        return entry["record"]
+
+    def put(self, key: str, artifact: str | Path, record: Mapping[str, Any]) -> Path:
+        """Store the record of a completed variant (atomic)."""
+        return write_json_atomic(self.path(key), {"key": key, "artifact": str(artifact), "record": record})

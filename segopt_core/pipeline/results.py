@@ -1,0 +1,112 @@
+"""Turn per-variant records (build + benchmark + accuracy) into result rows, with speedups and the gate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from segopt_core.pipeline.gate import AccuracyGate
+from segopt_core.reports.schema import COLUMN_NAMES, result_row
+
+REFERENCE = "torch-fp32"  # every speedup and accuracy ratio is relative to eager PyTorch fp32 (unfolded)
+_MACHINE_KEYS = ("hostname", "cpu_model", "cpu_logical_cores", "gpu_name")
+
+
+def machine_id(fingerprint: Mapping[str, Any]) -> str:
+    """Short hash of the hardware part of a fingerprint: rows of the same machine share it across upgrades."""
+    payload = json.dumps({k: fingerprint.get(k) for k in _MACHINE_KEYS}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _is_reference(record: Mapping[str, Any]) -> bool:
+    return record.get("variant") == REFERENCE and record.get("status") == "ok"
+
+
+def _references(records: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The torch fp32 record of each checkpoint, by checkpoint sha256."""
+    refs: dict[str, Mapping[str, Any]] = {}
+    for record in records:
+        if _is_reference(record):
+            refs.setdefault(record["checkpoint_sha256"], record)
+    return refs
+
+
+def accuracy_columns(
+    accuracy: Mapping[str, Any] | None, reference: Mapping[str, Any] | None, gate: AccuracyGate
+) -> dict[str, Any]:
+    """The accuracy columns of a variant: ratio to fp32, per-class IoU deltas and the gate's verdict."""
+    if not accuracy:
+        return {"eval_mode": "none", "accepted": None, "gate": "not evaluated"}
+    if accuracy.get("error"):
+        return {"eval_mode": "none", "accepted": None, "gate": f"evaluation failed: {accuracy['error']}"}
+    mode = accuracy["eval_mode"]
+    cols: dict[str, Any] = {k: accuracy.get(k) for k in ("eval_mode", "eval_images", "miou")}
+    cols["pixel_agreement"] = accuracy.get("pixel_agreement")
+    cols["miou_vs_reference"] = accuracy.get("miou_vs_reference")
+    ratio = None
+    if mode == "agreement":
+        ratio = accuracy.get("miou_vs_reference")
+    elif mode == "labels" and reference:
+        ref = reference["accuracy"]
+        cols["miou_reference"] = ref["miou"]
+        ratio = accuracy["miou"] / ref["miou"] if ref["miou"] else None
+        mine, theirs = accuracy.get("per_class_iou") or {}, ref.get("per_class_iou") or {}
+        both = [c for c in mine if mine[c] is not None and theirs.get(c) is not None]
+        deltas = {c: round(mine[c] - theirs[c], 6) for c in both}
+        cols["per_class_iou_delta"] = json.dumps(deltas)
+    cols["miou_ratio"] = None if ratio is None else round(ratio, 6)
+    cols["accepted"], cols["gate"] = gate.decide(cols["miou_ratio"])
+    return cols
+
+
+def record_rows(
+    record: Mapping[str, Any],
+    run: Mapping[str, Any],
+    reference: Mapping[str, Any] | None,
+    gate: AccuracyGate,
+) -> list[dict[str, Any]]:
+    """Result rows of one variant record: one per benchmarked batch size, or one status row if none."""
+    base = {
+        **{k: v for k, v in run.items() if k in COLUMN_NAMES},
+        "checkpoint": record["checkpoint"],
+        "checkpoint_sha256": record.get("checkpoint_sha256") or "",
+        "model": record.get("cell") or "",
+        "backend": record["backend"],
+        "precision": record["precision"],
+        "variant": record["variant"],
+        "options": json.dumps(record.get("options") or {}, sort_keys=True),
+        "cache_key": record.get("cache_key") or "",
+        "artifact": record.get("artifact") or "",
+        "reused": bool(record.get("reused")),
+        "status": record["status"],
+        "error": record.get("error") or "",
+    }
+    if record["status"] != "ok":
+        return [result_row(**base)]
+    accuracy = accuracy_columns(record.get("accuracy"), reference, gate)
+    ref_speed = {r["batch_size"]: r.get("throughput_ips") for r in (reference or {}).get("bench_rows", [])}
+    rows = []
+    for bench in record["bench_rows"]:
+        values = {k: v for k, v in bench.items() if k in COLUMN_NAMES}
+        values.update(base)
+        values.update(accuracy)
+        if bench.get("status") not in (None, "ok"):  # e.g. an OOM at one batch size
+            values["status"], values["error"] = bench["status"], bench.get("error") or ""
+        base_speed, speed = ref_speed.get(bench.get("batch_size")), bench.get("throughput_ips")
+        if base_speed and speed:
+            values["speedup_vs_torch_fp32"] = round(speed / base_speed, 4)
+        rows.append(result_row(**values))
+    return rows
+
+
+def records_to_rows(
+    records: list[Mapping[str, Any]], run: Mapping[str, Any], gate: AccuracyGate
+) -> list[dict[str, Any]]:
+    """All result rows of a flow run, in a stable order (checkpoint, variant, batch size)."""
+    refs = _references(records)
+    rows = []
+    for record in sorted(records, key=lambda r: (r["checkpoint"], r["variant"])):
+        rows += record_rows(record, run, refs.get(record.get("checkpoint_sha256") or ""), gate)
+    return rows

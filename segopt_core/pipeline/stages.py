@@ -1,0 +1,153 @@
+"""The stages of optimize-all for one variant: build, benchmark, evaluate (each a plain function)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segopt_core.pipeline.cache import ResultCache
+from segopt_core.pipeline.jobs import VariantJob
+from segopt_core.variants import VariantSpec
+
+# torch.onnx.export and torch.compile keep process-global state and break when two threads use them at once
+# (e.g. "GLOBALS.in_onnx_export must be True"): with the thread-pool runner such builds/loads take turns.
+_TORCH_GLOBAL_STATE = threading.RLock()
+_GLOBAL_STATE_BACKENDS = ("onnxruntime", "tensorrt", "torch-compile")
+
+
+def _exclusive(backend: str) -> contextlib.AbstractContextManager:
+    """A process-wide lock for backends whose build/load touches torch's global exporter/compiler state."""
+    return _TORCH_GLOBAL_STATE if backend in _GLOBAL_STATE_BACKENDS else contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class EvalSource:
+    """Where accuracy comes from: a labelled dataset (`data_dir`) or unlabelled sample images."""
+
+    data_dir: str | None = None
+    samples_dir: str | None = None
+    limit: int | None = None
+
+    @property
+    def mode(self) -> str:
+        """'labels' when a labelled dataset is given, else 'agreement' (vs the fp32 model)."""
+        return "labels" if self.data_dir else "agreement"
+
+
+def sample_images(source: EvalSource) -> list[np.ndarray]:
+    """The images of the evaluation source (labels ignored), at most `limit`."""
+    from segopt_core.data import open_dataset
+
+    dataset = open_dataset(source.data_dir or source.samples_dir, split="val")
+    count = len(dataset) if source.limit is None else min(source.limit, len(dataset))
+    return [dataset[i].image for i in range(count)]
+
+
+def calibration_images(source: EvalSource, spec: VariantSpec, count: int = 32) -> np.ndarray:
+    """Preprocessed (N,3,H,W) images at the crop size for INT8 static calibration (train split first)."""
+    import cv2
+
+    from segopt_core.data import DatasetError, open_dataset, preprocess
+
+    root = source.data_dir or source.samples_dir
+    try:
+        dataset = open_dataset(root, split="train")
+    except DatasetError:
+        dataset = open_dataset(root, split="val")
+    if len(dataset) == 0:
+        dataset = open_dataset(root, split="val")
+    height, width = spec.crop_size
+    images = [dataset[i].image for i in range(min(count, len(dataset)))]
+    resized = [cv2.resize(im, (width, height), interpolation=cv2.INTER_LINEAR) for im in images]
+    return np.stack([preprocess(im, spec) for im in resized])
+
+
+def prepare_samples(work_dir: str | Path, specs: Sequence[VariantSpec], count: int = 4, seed: int = 0) -> str:
+    """Synthetic sample images (no real labels needed) for label-free checks; reused when present."""
+    from segopt_core.data import synth_dataset
+
+    size = max((s.crop_size for s in specs), default=(64, 64))
+    out = Path(work_dir) / "samples" / f"folder-{size[0]}x{size[1]}-n{count}-s{seed}"
+    if not out.exists():  # synth_dataset writes atomically: a present folder is complete
+        synth_dataset(out, layout="folder", n_train=0, n_val=count, size=size, seed=seed)
+    return str(out)
+
+
+def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None = None) -> dict[str, Any]:
+    """Load the checkpoint and get (or build) the variant's artifact; an unavailable backend is 'skipped'."""
+    from segopt_core.backends import ArtifactStore, BackendUnavailable
+    from segopt_core.checkpoints import load_checkpoint
+
+    loaded = load_checkpoint(job.checkpoint.path, job.checkpoint.spec)
+    images = None
+    if calib is not None and job.options.precision == "int8-static":
+        images = calibration_images(calib, job.checkpoint.spec, job.options.calibration.num_images)
+    try:
+        with _exclusive(job.options.backend):
+            artifact = ArtifactStore(store_root).get_or_build(loaded, job.options, calib_images=images)
+    except BackendUnavailable as exc:  # not a failure: this machine cannot run the backend
+        return job.record("skipped", error=str(exc))
+    return job.record("ok", artifact=str(artifact.path))
+
+
+def benchmark_record(
+    record: Mapping[str, Any], spec: VariantSpec, batch_sizes: Sequence[int], warmup: int, iters: int
+) -> dict[str, Any]:
+    """Benchmark a built variant at each batch size (flat rows in `bench_rows`)."""
+    from segopt_core.backends import BackendUnavailable, load_predictor
+    from segopt_core.benchmark import benchmark_loader
+
+    options = record.get("options") or {}
+    rows = benchmark_loader(
+        lambda: load_predictor(record["artifact"]),
+        spec,
+        list(batch_sizes),
+        variant=record["variant"],
+        precision=record["precision"],
+        device=options.get("device", "cpu"),
+        skip_on=(BackendUnavailable,),
+        warmup=warmup,
+        iters=iters,
+        checkpoint_sha256=record["checkpoint_sha256"],
+        model_path=record["artifact"],
+    )
+    return {**record, "bench_rows": rows}
+
+
+def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSource) -> dict[str, Any]:
+    """Accuracy of a built variant: mIoU on labels, or agreement with the fp32 checkpoint on sample images."""
+    from segopt_core.backends import load_predictor
+    from segopt_core.evaluation import compare_predictions, evaluate
+
+    with _exclusive(record["backend"]):
+        predictor = load_predictor(record["artifact"])
+    if source.mode == "labels":
+        from segopt_core.data import open_dataset
+
+        dataset = open_dataset(source.data_dir, split="val")
+        result = evaluate(predictor, dataset, spec, limit=source.limit, progress=False).to_dict()
+        accuracy = {"eval_mode": "labels", "eval_images": result["n_images"], "miou": result["mIoU"]}
+        accuracy["per_class_iou"] = result["per_class_iou"]
+    else:
+        from segopt_core.checkpoints import load_checkpoint
+        from segopt_core.predictor import TorchPredictor
+
+        reference = TorchPredictor(load_checkpoint(record["checkpoint"], spec).model)
+        result = compare_predictions(reference, predictor, sample_images(source), spec)
+        accuracy = {"eval_mode": "agreement", "eval_images": result["n_images"]}
+        accuracy |= {k: result[k] for k in ("pixel_agreement", "miou_vs_reference")}
+    return {**record, "accuracy": accuracy}
+
+
+def remember(record: Mapping[str, Any], cache_root: str | Path) -> dict[str, Any]:
+    """Store a completed record in the result cache (only 'ok' builds are cached) and return it."""
+    if record.get("status") == "ok" and record.get("artifact"):
+        ResultCache(cache_root).put(record["cache_key"], record["artifact"], json.loads(json.dumps(record)))
+    return dict(record)

@@ -1,0 +1,59 @@
+"""What nightly-benchmark re-measures: the valid artifacts of the store, as records with their cells."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from segopt_core.pipeline.jobs import matches
+from segopt_core.variants import VariantSpec
+
+
+def _checkpoint_paths(cache_root: Path) -> dict[str, str]:
+    """artifact folder -> source checkpoint path, from optimize-all's result cache (when present)."""
+    found = {}
+    for path in sorted(cache_root.glob("*.json")):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        record = entry.get("record") or {}
+        if record.get("artifact") and record.get("checkpoint"):
+            found[str(Path(record["artifact"]).resolve())] = record["checkpoint"]
+    return found
+
+
+def stored_variants(
+    store_root: str | Path,
+    cache_root: str | Path,
+    cells: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
+) -> list[tuple[dict[str, Any], VariantSpec]]:
+    """(record, spec) of every valid artifact whose cell and variant slug match the filters."""
+    from segopt_core.backends import ArtifactStore
+    from segopt_core.backends.source import spec_from_dict
+
+    sources = _checkpoint_paths(Path(cache_root))
+    found = []
+    for artifact in ArtifactStore(store_root).artifacts():
+        meta = artifact.metadata
+        if not matches(meta["cell"], cells) or (variants and meta["slug"] not in variants):
+            continue
+        sha = meta["checkpoint_sha256"]
+        record = {
+            "checkpoint": sources.get(str(artifact.path.resolve()), f"sha256:{sha[:12]}"),
+            "checkpoint_sha256": sha,
+            "cell": meta["cell"],
+            "backend": meta["backend"],
+            "precision": meta["precision"],
+            "variant": meta["slug"],
+            "options": meta["options"],
+            "cache_key": "",
+            "artifact": str(artifact.path),
+            "status": "ok",
+            "error": "",
+        }
+        found.append((record, spec_from_dict(meta["spec"])))
+    return found

@@ -1,0 +1,117 @@
+"""The result row of the orchestration flows: one row per checkpoint × variant × batch size.
+
+A result row is a benchmark row (`segopt_core.benchmark.schema`, every column kept) plus the columns
+below: which run and checkpoint it belongs to, how it was built, and how accurate it is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from segopt_core.benchmark.schema import COLUMNS as BENCHMARK_COLUMNS
+from segopt_core.benchmark.schema import Column
+
+RESULT_SCHEMA_VERSION = 1
+
+_ORCHESTRATION = (
+    Column("run_id", "string", "Report id of the flow run (also the folder name under reports/)."),
+    Column("flow", "string", "optimize-all | nightly-benchmark."),
+    Column("flow_run_id", "string", "Prefect flow-run id, '' outside Prefect."),
+    Column("machine_id", "string", "Short hash of the machine (hostname, CPU, GPU): history key."),
+    Column("checkpoint", "string", "Path of the source checkpoint."),
+    Column("backend", "string", "torch | torch-compile | onnxruntime | tensorrt."),
+    Column("options", "string", "The variant's build options as JSON."),
+    Column("cache_key", "string", "Result-cache key: checkpoint sha256 + options + measurement settings."),
+    Column("artifact", "string", "Path of the optimized artifact, '' when none was built."),
+    Column("reused", "bool", "True when this row came from the result cache of an earlier run."),
+)
+_ACCURACY = (
+    Column("eval_mode", "string", "labels (mIoU on a labelled set) | agreement (vs fp32, no labels) | none."),
+    Column("eval_images", "int64", "Images the accuracy numbers are computed on."),
+    Column("miou", "float64", "mIoU of this variant on the labelled set (labels mode), 0..1."),
+    Column("miou_reference", "float64", "mIoU of the torch fp32 model on the same images (labels mode)."),
+    Column("miou_ratio", "float64", "miou / miou_reference (labels) or miou_vs_reference (agreement)."),
+    Column("pixel_agreement", "float64", "Fraction of pixels whose class equals the fp32 model's, 0..1."),
+    Column("miou_vs_reference", "float64", "mIoU of this variant taking the fp32 predictions as labels."),
+    Column("per_class_iou_delta", "string", "JSON {class: IoU - fp32 IoU} (labels mode), '' otherwise."),
+    Column("accepted", "bool", "Accuracy gate passed (miou_ratio >= threshold); null when not evaluated."),
+    Column("gate", "string", "Why the gate accepted/rejected the variant (threshold and value)."),
+    Column("speedup_vs_torch_fp32", "float64", "throughput / torch fp32 throughput at the same batch size."),
+)
+
+COLUMNS: tuple[Column, ...] = (
+    (Column("result_schema_version", "int64", f"Result row layout version ({RESULT_SCHEMA_VERSION})."),)
+    + _ORCHESTRATION
+    + BENCHMARK_COLUMNS
+    + _ACCURACY
+)
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+RESULT_SCHEMA = pa.schema(
+    [pa.field(c.name, pa.type_for_alias(c.type), nullable=True) for c in COLUMNS],
+    metadata={"segopt_result_schema_version": str(RESULT_SCHEMA_VERSION)},
+)
+METRIC_COLUMNS = (
+    "latency_ms_median",
+    "latency_ms_p90",
+    "latency_ms_p99",
+    "throughput_ips",
+    "peak_rss_mb",
+    "model_size_mb",
+    "miou",
+    "miou_ratio",
+    "pixel_agreement",
+    "miou_vs_reference",
+    "speedup_vs_torch_fp32",
+)
+
+
+def result_row(**values: Any) -> dict[str, Any]:
+    """A full result row: every column present, the given values set, the rest null."""
+    unknown = sorted(set(values) - set(COLUMN_NAMES))
+    if unknown:
+        raise KeyError(f"unknown result columns {unknown}; see segopt_core.reports.schema.COLUMNS")
+    row: dict[str, Any] = dict.fromkeys(COLUMN_NAMES)
+    row["result_schema_version"] = RESULT_SCHEMA_VERSION
+    row.update(values)
+    return row
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        return value.item()  # numpy scalars
+    return value
+
+
+def rows_to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Result rows as a DataFrame with the fixed schema (columns in schema order, Arrow-backed types)."""
+    data = {name: [] for name in COLUMN_NAMES}
+    for row in rows:
+        for name in COLUMN_NAMES:
+            data[name].append(_clean(row.get(name)))
+    table = pa.Table.from_pydict(data, schema=RESULT_SCHEMA)
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def frame_to_table(frame: pd.DataFrame) -> pa.Table:
+    """A results DataFrame back to an Arrow table of the fixed schema."""
+    return pa.Table.from_pandas(frame[list(COLUMN_NAMES)], schema=RESULT_SCHEMA, preserve_index=False)
+
+
+def frame_to_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A results DataFrame as plain row dicts (nulls as None)."""
+    return frame_to_table(frame).to_pylist()
+
+
+def schema_markdown() -> str:
+    """The result schema's own columns as a Markdown table (benchmark columns: docs/benchmark.md)."""
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    own = [c for c in COLUMNS if c not in BENCHMARK_COLUMNS]
+    lines += [f"| `{c.name}` | {c.type} | {c.doc.replace('|', '/')} |" for c in own]
+    return "\n".join(lines)

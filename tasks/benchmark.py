@@ -1,0 +1,27 @@
+"""Prefect tasks: one benchmark at a time per device (global concurrency limit), and the limit itself."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+
+from segopt_core.pipeline.stages import benchmark_record
+from segopt_core.variants import VariantSpec
+
+
+@task(name="ensure-device-limit")
+def ensure_device_limit(name: str) -> str:
+    """Create (or reset to 1 slot) the global concurrency limit; Prefect never blocks on a missing one."""
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    return name
+
+
+@task(name="benchmark-variant", task_run_name="benchmark {record[variant]} · {spec.name}")
+def benchmark_variant(
+    record: dict, spec: VariantSpec, batch_sizes: list[int], warmup: int, iters: int, device_key: str
+) -> dict:
+    """The record with benchmark rows; holds the device's slot so no other benchmark runs meanwhile."""
+    with concurrency(device_key, occupy=1, strict=True):
+        return benchmark_record(record, spec, batch_sizes, warmup, iters)

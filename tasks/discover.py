@@ -1,0 +1,30 @@
+"""Prefect tasks: find checkpoints, plan the variant jobs, split them into cached and to-do."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from segopt_core.pipeline.cache import ResultCache
+from segopt_core.pipeline.jobs import CheckpointRef, VariantJob, find_checkpoints
+
+
+@task(name="discover-checkpoints")
+def discover_checkpoints(
+    paths: list[str], cells: list[str] | None = None
+) -> tuple[list[CheckpointRef], list[dict[str, str]]]:
+    """Accepted checkpoints matched to cells (filtered by `cells`) and rejected files with reasons."""
+    return find_checkpoints(paths, cells)
+
+
+@task(name="load-cached-results")
+def load_cached(jobs: list[VariantJob], cache_root: str) -> tuple[list[dict], list[VariantJob]]:
+    """Records of jobs finished by an earlier run (artifact still present) and the jobs left to do."""
+    cache = ResultCache(cache_root)
+    done, todo = [], []
+    for job in jobs:
+        record = cache.get(job.key)
+        if record is None:
+            todo.append(job)
+        else:
+            done.append({**record, "reused": True})
+    return done, todo

@@ -1,0 +1,24 @@
+"""Prefect tasks: sample images for label-free checks, and one variant's accuracy."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from segopt_core.pipeline.stages import EvalSource, evaluate_record, prepare_samples, remember
+from segopt_core.variants import VariantSpec
+
+
+@task(name="prepare-samples")
+def sample_source(
+    work_dir: str, specs: list[VariantSpec], data_dir: str | None, limit: int | None
+) -> EvalSource:
+    """The evaluation source: the labelled data dir when given, else synthetic sample images."""
+    if data_dir:
+        return EvalSource(data_dir=data_dir, limit=limit)
+    return EvalSource(samples_dir=prepare_samples(work_dir, specs, count=max(limit or 4, 4)), limit=limit)
+
+
+@task(name="evaluate-variant", task_run_name="evaluate {record[variant]} · {spec.name}")
+def evaluate_variant(record: dict, spec: VariantSpec, source: EvalSource, cache_root: str) -> dict:
+    """The record with its accuracy, stored in the result cache once complete."""
+    return remember(evaluate_record(record, spec, source), cache_root)

@@ -1,0 +1,42 @@
+"""Prefect tasks: result rows from records, the report on disk, and its Prefect artifacts."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from segopt_core.pipeline.gate import AccuracyGate
+from segopt_core.pipeline.results import records_to_rows
+from segopt_core.reports import RegressionPolicy, Report, read_results, write_report
+
+_TABLE_COLUMNS = (
+    "model", "variant", "batch_size", "status", "latency_ms_median", "throughput_ips",
+    "speedup_vs_torch_fp32", "miou_ratio", "accepted", "reused", "error",
+)  # fmt: skip
+
+
+@task(name="collect-rows")
+def collect_rows(records: list[dict], run: dict, min_miou_ratio: float) -> list[dict]:
+    """One result row per variant × batch size, with speedups and the accuracy gate applied."""
+    return records_to_rows(records, run, AccuracyGate(min_miou_ratio))
+
+
+@task(name="write-report")
+def write_report_task(
+    rows: list[dict],
+    report_root: str,
+    meta: dict,
+    history_root: str,
+    regression: RegressionPolicy | None = None,
+) -> Report:
+    """results.parquet, plots and summary.md under report_root/<run_id>/, plus the history entry."""
+    return write_report(rows, report_root, meta, history_root, regression)
+
+
+@task(name="publish-report")
+def publish_report(report: Report, flow_name: str) -> None:
+    """The summary as a Prefect Markdown artifact and the key columns as a table artifact."""
+    create_markdown_artifact(markdown=report.summary.read_text(), key=f"{flow_name}-summary")
+    frame = read_results(report.results)
+    table = frame[list(_TABLE_COLUMNS)].astype(object).where(frame[list(_TABLE_COLUMNS)].notna(), None)
+    create_table_artifact(table=table.to_dict(orient="records"), key=f"{flow_name}-results")

@@ -1,0 +1,45 @@
+"""MLflow for training runs: a live `on_metrics` callback on one explicit run (no global active run).
+
+Lives next to tasks/tracking.py (whose helpers it reuses) because that module logs finished reports, while
+training needs curves streamed while the run is going.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tasks.tracking import _experiment_id, tracking_uri
+
+TRAIN_EXPERIMENT = "segopt-train"
+
+
+class MlflowTrainLogger:
+    """Params at start, loss/lr/validation curves per step, the best model as artifact, a final status."""
+
+    def __init__(self, run_name: str, params: dict[str, Any], tags: dict[str, str], uri: str | None = None):
+        from mlflow import MlflowClient
+        from mlflow.entities import Param
+
+        self.uri = uri or tracking_uri()
+        self.client = MlflowClient(tracking_uri=self.uri)
+        experiment = _experiment_id(self.client, TRAIN_EXPERIMENT, self.uri)
+        self.run_id = self.client.create_run(experiment, run_name=run_name, tags=tags).info.run_id
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+
+    def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        """The loop's on_metrics callback: one batch write per report."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_folder(self, folder: Path, artifact_path: str) -> None:
+        """Upload a folder (an exported model) as run artifacts."""
+        self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+
+    def finish(self, ok: bool) -> None:
+        """Close the run as FINISHED or FAILED."""
+        self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")

@@ -1,0 +1,58 @@
+"""Prefect task for video: one call of segopt_core.video.segment_video."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.exceptions import MissingContextError
+
+from segopt_core.video import OverlayStyle, SmoothingOptions, VideoOptions, VideoOutputs, segment_video
+from segopt_core.video.pipeline import resolve_predictor
+
+
+@task(name="segment-video")
+def segment_video_task(
+    source: str,
+    outputs: VideoOutputs,
+    checkpoint: str | None = None,
+    artifact: str | None = None,
+    cell: str | None = None,
+    smoothing: SmoothingOptions | None = None,
+    style: OverlayStyle | None = None,
+    options: VideoOptions | None = None,
+    gt_masks: str | None = None,
+) -> dict[str, Any]:
+    """Segment one video source; returns the JSON summary (also written to outputs.summary)."""
+    logger = _logger()
+    predictor, spec = resolve_predictor(checkpoint, artifact, cell)
+    summary = segment_video(
+        source,
+        predictor,
+        spec,
+        outputs,
+        smoothing,
+        style,
+        options,
+        gt_masks,
+        on_metrics=lambda step, m: logger.info("frame %d: %s", step, m),
+    )
+    perf = summary["performance"]
+    logger.info(
+        "%s: %d frames, %.1f fps end-to-end (model %.1f fps), %d dropped",
+        source,
+        summary["frames"]["written"],
+        perf["fps_end_to_end"] or 0.0,
+        perf["fps_model"] or 0.0,
+        summary["frames"]["dropped"],
+    )
+    return summary
+
+
+def _logger() -> Any:
+    """The run logger inside Prefect; a plain logger when called through `.fn()`."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("segopt.video")

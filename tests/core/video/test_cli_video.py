@@ -1,0 +1,53 @@
+"""`segopt video`: a real checkpoint and video file in, overlay + summary out; bad input is one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from segopt_cli.main import app
+from tests.core.video.conftest import read_video
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_model, tiny_spec):
+    from segopt_core.checkpoints import write_checkpoint
+
+    return write_checkpoint(
+        tiny_model, tiny_spec, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", "safetensors"
+    )
+
+
+def test_cli_segments_a_file(tmp_path, video_file, checkpoint):
+    out = tmp_path / "o.mp4"
+    args = ["video", str(video_file(10)), "--checkpoint", str(checkpoint), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--alpha", "0.3", "--smooth", "probs", "--motion-aware"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["options"]["smoothing"]["alpha"] == 0.3 and summary["options"]["smoothing"]["motion_aware"]
+    assert read_video(out)[0] == 10 == summary["frames"]["written"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["missing.mp4"], "no such file"),
+        (["99"], "camera 99: not available"),
+        (["IN", "--alpha", "1.0"], "alpha must be in [0, 1)"),
+        (["IN", "--mode", "realtime"], "mode must be 'offline' or 'live'"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, video_file, checkpoint, extra, message):
+    extra = [str(video_file(3)) if e == "IN" else e for e in extra]
+    result = CliRunner().invoke(
+        app, ["video", *extra, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o.mp4")]
+    )
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_needs_exactly_one_model(tmp_path, video_file):
+    result = CliRunner().invoke(app, ["video", str(video_file(3)), "--out", str(tmp_path / "o.mp4")])
+    assert result.exit_code == 2 and "exactly one of --checkpoint" in result.output

@@ -1,0 +1,74 @@
+"""Consistency metrics on constructed cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segopt_core.video.metrics import (
+    ConsistencyMeter,
+    label_persistence,
+    pair_miou,
+    still_pixels,
+    warp_labels,
+)
+
+
+def test_label_persistence_counts_only_still_pixels():
+    prev = np.array([[0, 1], [2, 3]], np.uint8)
+    cur = np.array([[0, 1], [9, 9]], np.uint8)
+    still = np.array([[True, True], [True, False]])
+    assert label_persistence(prev, cur, still) == (2, 3)
+    g1, g2 = np.array([[10, 10]], np.uint8), np.array([[12, 40]], np.uint8)
+    assert still_pixels(g1, g2, tau=5).tolist() == [[True, False]]
+
+
+def test_pair_miou_known_values():
+    a = np.array([[0, 0, 1, 1]], np.uint8)
+    assert pair_miou(a, a, 3) == 1.0
+    b = np.array([[0, 1, 1, 1]], np.uint8)  # class 0: 1/2, class 1: 2/3
+    assert abs(pair_miou(a, b, 3) - (0.5 + 2 / 3) / 2) < 1e-9
+    assert pair_miou(a, np.full_like(a, 255), 3) is None
+
+
+def test_warp_labels_shift_and_out_of_frame_is_ignored():
+    labels = np.tile(np.arange(6, dtype=np.uint8), (3, 1))
+    flow = np.zeros((3, 6, 2), np.float32)
+    flow[..., 0] = 1.0
+    warped = warp_labels(labels, flow)
+    assert warped[0].tolist() == [1, 2, 3, 4, 5, 255]
+
+
+def test_meter_on_a_moving_pattern_with_exact_flow_is_perfectly_consistent():
+    base = np.repeat(np.arange(8, dtype=np.uint8)[None] // 2, 4, 0)
+    shifted = np.roll(base, 1, axis=1)  # content moved right by 1 px
+    flow = np.zeros((4, 8, 2), np.float32)
+    flow[..., 0] = -1.0  # t at x comes from t-1 at x-1
+    meter = ConsistencyMeter(num_classes=4)
+    meter.update(base, None, None)
+    meter.update(shifted, np.zeros((4, 8), bool), flow)
+    assert meter.summary()["flow_tc"] == 1.0
+    no_flow = ConsistencyMeter(num_classes=4)
+    no_flow.update(base, None, None)
+    no_flow.update(shifted, None, np.zeros_like(flow))
+    assert no_flow.summary()["flow_tc"] < 0.7  # without motion compensation the shift looks like flicker
+
+
+def test_static_persistence_and_break_sequence():
+    meter = ConsistencyMeter(num_classes=3)
+    still = np.ones((2, 2), bool)
+    meter.update(np.zeros((2, 2), np.uint8), None, None)
+    meter.update(np.array([[0, 0], [0, 1]], np.uint8), still, None)  # 3 of 4 unchanged
+    meter.break_sequence()
+    meter.update(np.full((2, 2), 2, np.uint8), still, None)  # not paired with the previous frame
+    summary = meter.summary()
+    assert summary["static_persistence"] == 0.75 and summary["static_pixels"] == 4
+    assert summary["flow_tc"] is None and summary["miou_gt"] is None
+
+
+def test_gt_miou_accumulates_with_ignore():
+    meter = ConsistencyMeter(num_classes=2)
+    label = np.array([[0, 1, 255]], np.uint8)
+    meter.update_gt(np.array([[0, 1, 1]], np.uint8), label)
+    assert meter.summary()["miou_gt"] == 1.0
+    meter.update_gt(np.array([[1, 1, 0]], np.uint8), label)  # class 0: 1/2, class 1: 2/3
+    assert abs(meter.summary()["miou_gt"] - round((0.5 + 2 / 3) / 2, 4)) < 1e-9
