@@ -32,7 +32,13 @@ def optimize_command(
     as_json: bool = typer.Option(False, "--json", help="Print the artifact metadata as JSON."),
 ) -> None:
     """Build one optimized variant of a checkpoint, verify it against fp32 and print its artifact folder."""
-    from segopt_core.backends import ArtifactStore, BackendUnavailable, CalibrationOptions, VariantOptions
+    from segopt_core.backends import (
+        ArtifactStore,
+        BackendUnavailable,
+        CalibrationError,
+        CalibrationOptions,
+        VariantOptions,
+    )
     from segopt_core.backends.calibration import load_calibration_images
     from segopt_core.checkpoints import load_checkpoint
     from segopt_core.settings import load_settings
@@ -44,7 +50,7 @@ def optimize_command(
         images = None
         if calibration is not None:
             if calib_data is None:
-                _fail("--precision int8-static needs --calib-data DIR (a dataset or a folder of images)")
+                raise CalibrationError("int8-static needs --calib-data DIR (a dataset or image folder)")
             images = load_calibration_images(calib_data, loaded.spec, calib_images)
         store = ArtifactStore(out or load_settings().artifacts_dir)
         artifact = store.get_or_build(loaded, options, images, force=force)

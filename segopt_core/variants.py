@@ -251,6 +251,9 @@ def custom_cell(
 ) -> VariantSpec:
     """A non-matrix cell derived from a matrix one (custom classes, resolution or encoder)."""
     crop = crop_size or base.crop_size
+    # mmseg scales the test scale with the crop (b5 640 -> (2048, 640)); keep that ratio for custom crops.
+    factor = crop[0] / base.crop_size[0]
+    test_scale = (round(base.test_scale[0] * factor), round(base.test_scale[1] * factor))
     labels = num_labels if num_labels and num_labels != base.dataset.num_classes else None
     stride = base.slide_stride and (crop[0] * 3 // 4, crop[1] * 3 // 4)
     return replace(
@@ -259,6 +262,7 @@ def custom_cell(
         encoder=encoder or base.encoder,
         decoder_hidden_size=decoder_hidden_size or base.decoder_hidden_size,
         crop_size=crop,
+        test_scale=test_scale,
         slide_stride=stride,
         num_labels_override=labels,
         custom=True,

@@ -6,6 +6,7 @@ from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 
+from segopt_core.benchmark import device_lock
 from segopt_core.pipeline.stages import benchmark_record
 from segopt_core.variants import VariantSpec
 
@@ -22,6 +23,11 @@ def ensure_device_limit(name: str) -> str:
 def benchmark_variant(
     record: dict, spec: VariantSpec, batch_sizes: list[int], warmup: int, iters: int, device_key: str
 ) -> dict:
-    """The record with benchmark rows; holds the device's slot so no other benchmark runs meanwhile."""
-    with concurrency(device_key, occupy=1, strict=True):
+    """The record with benchmark rows; holds the device's slot so no other benchmark runs meanwhile.
+
+    The Prefect limit covers every run on one Prefect server (Dask workers included); the file lock also
+    covers runs on this machine that use different servers (e.g. two ad hoc runs in ephemeral mode).
+    """
+    device = (record.get("options") or {}).get("device", "cpu")
+    with concurrency(device_key, occupy=1, strict=True), device_lock(device):
         return benchmark_record(record, spec, batch_sizes, warmup, iters)

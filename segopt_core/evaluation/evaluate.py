@@ -131,17 +131,13 @@ def evaluate(
         raise EvaluationError(f"{dataset.root}: no readable sample in split {dataset.split!r}")
     return EvalResult(
         metrics=confusion.summary(),
-        class_names=_class_names(dataset, spec),
+        class_names=tuple(dataset.class_names),
         protocol=protocol,
         n_images=n_images,
         n_skipped=len(dataset.skipped),
         seconds=time.perf_counter() - start,
         skipped=tuple(dataset.skipped),
     )
-
-
-def _class_names(dataset: SegDataset, spec: VariantSpec) -> tuple[str, ...]:
-    return tuple(dataset.class_names)[: spec.num_classes]
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -102,8 +102,6 @@ def _slide(predictor: Predictor, resized: np.ndarray, spec: VariantSpec, batch_s
 
 def _full_size_logits(predictor, images, spec, mode, batch_size):
     """Yield (1,C,H,W) torch logits at each image's original size, batching same-size whole-mode inputs."""
-    import torch
-
     mode = resolve_mode(spec, mode)
     for image in images:
         _check_image(image)
@@ -115,14 +113,14 @@ def _full_size_logits(predictor, images, spec, mode, batch_size):
     groups: dict[tuple, list[int]] = {}
     for index, small in enumerate(resized):
         groups.setdefault(small.shape, []).append(index)
-    results: dict[int, object] = {}
+    results = {}
     for indices in groups.values():
         batch = np.stack([preprocess(resized[i], spec) for i in indices])
         logits = _run(predictor, batch, batch_size)
         for i, row in zip(indices, logits, strict=True):
             results[i] = _resize_logits(row[None], images[i].shape[:2])
     for index in range(len(images)):
-        yield torch.as_tensor(results.pop(index))
+        yield results.pop(index)
 
 
 def predict_logits_batch(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from collections.abc import Mapping, Sequence
@@ -16,15 +15,23 @@ from segopt_core.pipeline.cache import ResultCache
 from segopt_core.pipeline.jobs import VariantJob
 from segopt_core.variants import VariantSpec
 
-# torch.onnx.export and torch.compile keep process-global state and break when two threads use them at once
-# (e.g. "GLOBALS.in_onnx_export must be True"): with the thread-pool runner such builds/loads take turns.
-_TORCH_GLOBAL_STATE = threading.RLock()
-_GLOBAL_STATE_BACKENDS = ("onnxruntime", "tensorrt", "torch-compile")
+# Not thread-safe within one process: torch.onnx.export and torch.compile (global exporter/compiler state,
+# "GLOBALS.in_onnx_export must be True") and the forward of transformers 5 SegFormer models (output recording,
+# seen as "mat1 and mat2 shapes cannot be multiplied" under load). With the thread-pool runner, builds, loads
+# and torch forwards take turns on this lock; ONNX Runtime / TensorRT inference runs outside it.
+_TORCH_LOCK = threading.RLock()
+_TORCH_BACKENDS = ("torch", "torch-compile")
 
 
-def _exclusive(backend: str) -> contextlib.AbstractContextManager:
-    """A process-wide lock for backends whose build/load touches torch's global exporter/compiler state."""
-    return _TORCH_GLOBAL_STATE if backend in _GLOBAL_STATE_BACKENDS else contextlib.nullcontext()
+class _Serialized:
+    """A predictor whose calls hold the torch lock."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name, self.precision, self.device = inner, inner.name, inner.precision, inner.device
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        with _TORCH_LOCK:
+            return self.inner(batch)
 
 
 @dataclass(frozen=True)
@@ -85,12 +92,12 @@ def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None 
     from segopt_core.backends import ArtifactStore, BackendUnavailable
     from segopt_core.checkpoints import load_checkpoint
 
-    loaded = load_checkpoint(job.checkpoint.path, job.checkpoint.spec)
     images = None
     if calib is not None and job.options.precision == "int8-static":
         images = calibration_images(calib, job.checkpoint.spec, job.options.calibration.num_images)
     try:
-        with _exclusive(job.options.backend):
+        with _TORCH_LOCK:  # export, quantization and verification all run the torch model
+            loaded = load_checkpoint(job.checkpoint.path, job.checkpoint.spec)
             artifact = ArtifactStore(store_root).get_or_build(loaded, job.options, calib_images=images)
     except BackendUnavailable as exc:  # not a failure: this machine cannot run the backend
         return job.record("skipped", error=str(exc))
@@ -126,8 +133,10 @@ def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSo
     from segopt_core.backends import load_predictor
     from segopt_core.evaluation import compare_predictions, evaluate
 
-    with _exclusive(record["backend"]):
+    with _TORCH_LOCK:
         predictor = load_predictor(record["artifact"])
+    if record["backend"] in _TORCH_BACKENDS:
+        predictor = _Serialized(predictor)
     if source.mode == "labels":
         from segopt_core.data import open_dataset
 
@@ -139,7 +148,8 @@ def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSo
         from segopt_core.checkpoints import load_checkpoint
         from segopt_core.predictor import TorchPredictor
 
-        reference = TorchPredictor(load_checkpoint(record["checkpoint"], spec).model)
+        with _TORCH_LOCK:
+            reference = _Serialized(TorchPredictor(load_checkpoint(record["checkpoint"], spec).model))
         result = compare_predictions(reference, predictor, sample_images(source), spec)
         accuracy = {"eval_mode": "agreement", "eval_images": result["n_images"]}
         accuracy |= {k: result[k] for k in ("pixel_agreement", "miou_vs_reference")}

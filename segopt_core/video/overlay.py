@@ -70,7 +70,7 @@ def draw_legend(image: np.ndarray, labels: np.ndarray, style: LabelStyle, max_en
     thickness = max(1, round(scale))
     for k, cls in enumerate(present):
         y = 4 + k * row
-        if y + row > image.shape[0]:
+        if y + row > max(image.shape[0] // 2, row + 4):  # keep at least half of the frame visible
             break
         cv2.rectangle(image, (4, y), (4 + row - 4, y + row - 4), style.palette[cls], -1)
         origin = (row + 6, y + row - 6)

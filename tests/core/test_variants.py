@@ -65,3 +65,8 @@ def test_tiny_model_forward(tiny_spec):
         logits = model(torch.zeros(2, 3, 64, 64))
     assert logits.shape == (2, 150, 16, 16)
     assert build_hf_model(tiny_cell("cityscapes", 64)).config.num_labels == 19
+
+
+def test_custom_crop_scales_test_scale():
+    assert tiny_cell("ade20k", 64).test_scale == (256, 64)
+    assert tiny_cell("cityscapes", 64).test_scale == (128, 64)

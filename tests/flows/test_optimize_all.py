@@ -20,7 +20,7 @@ from segopt_core.reports.history import append_history, read_history
 from segopt_core.reports.schema import rows_to_frame
 
 VARIANTS = ["torch-fp32", "onnxruntime-fp32"]
-FAST = {"variants": VARIANTS, "batch_sizes": [1, 2], "warmup": 1, "iters": 3, "limit": 2}
+FAST = {"variants": VARIANTS, "batch_sizes": [1, 2], "warmup": 1, "iters": 3, "limit": 1}
 
 pytestmark = pytest.mark.slow
 

@@ -17,25 +17,26 @@ from segopt_core.backends import (
     load_predictor,
 )
 from segopt_core.backends.artifacts import METADATA_FILE
-from segopt_core.backends.verify import verification_inputs
+from segopt_core.backends.verify import TOLERANCES, _problems, compare_logits, verification_inputs
 from segopt_core.models import LogitsModel, build_hf_model
 
-ORT_FP32 = VariantOptions("onnxruntime", "fp32")
+TORCH_FP32 = VariantOptions("torch", "fp32")  # cheapest to build; ORT/other backends share the store code
+MODEL_FILE = "source.safetensors"
 
 
 @pytest.fixture()
 def built(tmp_path, tiny_model, tiny_spec):
     store = ArtifactStore(tmp_path)
-    return store, store.get_or_build(tiny_model, ORT_FP32, spec=tiny_spec)
+    return store, store.get_or_build(tiny_model, TORCH_FP32, spec=tiny_spec)
 
 
 def test_second_call_reuses(built, tiny_model, tiny_spec):
     store, first = built
-    mtime = (first.path / "model.onnx").stat().st_mtime_ns
-    again = store.get_or_build(tiny_model, ORT_FP32, spec=tiny_spec)
+    mtime = (first.path / MODEL_FILE).stat().st_mtime_ns
+    again = store.get_or_build(tiny_model, TORCH_FP32, spec=tiny_spec)
     assert again.reused and not first.reused
     assert again.path == first.path and again.metadata["built_at"] == first.metadata["built_at"]
-    assert (again.path / "model.onnx").stat().st_mtime_ns == mtime
+    assert (again.path / MODEL_FILE).stat().st_mtime_ns == mtime
     assert [a.path for a in store.artifacts()] == [first.path]
 
 
@@ -59,7 +60,7 @@ def test_metadata_records_what_flows_need(built):
 @pytest.mark.parametrize("damage", ["truncate", "delete", "bad-json"])
 def test_broken_artifact_is_rebuilt(built, tiny_model, tiny_spec, damage):
     store, first = built
-    model_file = first.path / "model.onnx"
+    model_file = first.path / MODEL_FILE
     if damage == "truncate":
         model_file.write_bytes(model_file.read_bytes()[:1000])
     elif damage == "delete":
@@ -68,7 +69,7 @@ def test_broken_artifact_is_rebuilt(built, tiny_model, tiny_spec, damage):
         (first.path / METADATA_FILE).write_text("{not json", encoding="utf-8")
     with pytest.raises(ArtifactError, match="rebuild"):
         load_predictor(first.path)
-    rebuilt = store.get_or_build(tiny_model, ORT_FP32, spec=tiny_spec)
+    rebuilt = store.get_or_build(tiny_model, TORCH_FP32, spec=tiny_spec)
     assert not rebuilt.reused and rebuilt.path == first.path
     assert load_predictor(rebuilt.path)(verification_inputs((1, 3, 64, 64))).shape == (1, 150, 16, 16)
     assert not list(first.path.parent.glob(".t*"))  # no temp or trash folders left behind
@@ -105,9 +106,18 @@ def test_fp16_overflow_fails_verification(tmp_path, tiny_spec):
     with torch.no_grad():
         model.model.decode_head.classifier.weight.mul_(1e7)  # logits far beyond fp16's 65504
     store = ArtifactStore(tmp_path)
-    with pytest.raises(VerificationError, match="NaN/inf"):
+    with pytest.raises(VerificationError, match="failed verification"):
         store.get_or_build(model, VariantOptions("onnxruntime", "fp16"), spec=tiny_spec)
     assert not any(p.is_dir() for p in tmp_path.glob("*/*"))
+
+
+def test_non_finite_output_is_reported():
+    ref = verification_inputs((1, 3, 32, 32))
+    bad = ref.copy()
+    bad[0, 0, 0, 0] = np.nan
+    figures = compare_logits(ref, bad)
+    assert figures["finite"] is False and figures["argmax_agreement"] == 0.0
+    assert "NaN/inf" in _problems(figures, TOLERANCES["fp16"])[0]
 
 
 def test_load_predictor_on_a_plain_folder(tmp_path):

@@ -25,27 +25,8 @@ def env(tmp_path):
 
 def test_benchmark_checkpoint_to_parquet(tiny_checkpoint, tmp_path, env):
     out = tmp_path / "bench.parquet"
-    args = [
-        "benchmark",
-        "--checkpoint",
-        str(tiny_checkpoint),
-        "--backends",
-        "torch",
-        "--precisions",
-        "fp32,fp16",
-    ]
-    args += [
-        "--batch-sizes",
-        "1,2",
-        "--iters",
-        "2",
-        "--warmup",
-        "0",
-        "--parquet",
-        str(out),
-        "--lock-timeout",
-        "5",
-    ]
+    args = f"benchmark --checkpoint {tiny_checkpoint} --backends torch --precisions fp32,fp16 --batch-sizes 1"
+    args = args.split() + "--iters 1 --warmup 0 --lock-timeout 5 --parquet".split() + [str(out)]
     result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 0, result.output
     rows = read_parquet(out)

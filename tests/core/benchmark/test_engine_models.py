@@ -14,7 +14,7 @@ from segopt_core.variants import get_cell
 
 
 def test_model_scope_on_tiny_segformer(tiny_model, tiny_spec):
-    rows = benchmark_predictor(TorchPredictor(tiny_model), tiny_spec, (1, 2), warmup=1, iters=3)
+    rows = benchmark_predictor(TorchPredictor(tiny_model), tiny_spec, (1, 2), warmup=0, iters=2)
     assert [r["status"] for r in rows] == ["ok", "ok"]
     row = rows[0]
     assert (row["input_h"], row["input_w"]) == tiny_spec.crop_size and row["model"] == tiny_spec.name
@@ -29,7 +29,7 @@ def test_end_to_end_scope(tiny_model, tiny_spec, tmp_path):
     )  # keep the images at 48x80: 150 full-size logit maps are slow
     paths = write_sample_images(tmp_path, (48, 80), n=3)
     rows = benchmark_predictor(
-        TorchPredictor(tiny_model), spec, (1, 2), warmup=1, iters=2, scope="e2e", images=paths
+        TorchPredictor(tiny_model), spec, (1, 2), warmup=0, iters=1, scope="e2e", images=paths
     )
     assert [r["status"] for r in rows] == ["ok", "ok"], rows[0]["error"]
     assert (rows[0]["input_h"], rows[0]["input_w"]) == (48, 80) and rows[0]["scope"] == "e2e"

@@ -13,3 +13,14 @@ def synth_ade(tmp_path_factory) -> Path:
     from segopt_core.data import synth_dataset
 
     return synth_dataset(tmp_path_factory.mktemp("train-data") / "ade", "ade20k", 8, 2, size=(64, 64), seed=0)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Single-threaded training tests: on the shared 2-core CI box two intra-op threads ran ~8x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -54,7 +54,7 @@ def test_yaml_preset_file_and_overrides(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("preset: quick\nlr: 0.0005\nepochs: 3\n")
     cfg = load_config(recipe)
-    assert (cfg.lr, cfg.epochs, cfg.iters, cfg.batch_size) == (5e-4, 3, None, 8)  # quick's batch, file's lr
+    assert (cfg.lr, cfg.epochs, cfg.iters, cfg.batch_size) == (5e-4, 3, None, 4)  # quick's batch, file's lr
     cfg = load_config(recipe, iters=50, lr=None)  # a CLI budget replaces the file's; None = not given
     assert (cfg.iters, cfg.epochs, cfg.lr) == (50, None, 5e-4)
 

@@ -51,3 +51,19 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, video_file, checkpoint, extr
 def test_cli_needs_exactly_one_model(tmp_path, video_file):
     result = CliRunner().invoke(app, ["video", str(video_file(3)), "--out", str(tmp_path / "o.mp4")])
     assert result.exit_code == 2 and "exactly one of --checkpoint" in result.output
+
+
+def test_cli_runs_an_optimized_artifact_with_its_stored_spec(tmp_path, video_file, tiny_model, tiny_spec):
+    from segopt_core.backends import ArtifactStore, VariantOptions
+
+    artifact = ArtifactStore(tmp_path / "store").get_or_build(
+        tiny_model, VariantOptions("torch", "fp32"), spec=tiny_spec
+    )
+    out = tmp_path / "o.mp4"
+    args = ["video", str(video_file(6)), "--artifact", str(artifact.path), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.with_suffix(".json").read_text())["cell"] == tiny_spec.name
+    assert read_video(out)[0] == 6
+    broken = CliRunner().invoke(app, [*args[:3], str(tmp_path), *args[4:]])
+    assert broken.exit_code == 2 and "not a segopt artifact" in broken.output
