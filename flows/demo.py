@@ -36,14 +36,15 @@ def demo(
     reports = Path(report_dir or settings.reports_dir)
 
     data = synth_dataset_task(str(work / "data" / "synth-ade20k"), "ade20k", n_train, n_val, image_size, seed)
+    model_out = work / "checkpoints" / f"b0-demo-{image_size}"
     trained = train_flow(
         data_dir=data,
         cell="b0-512-ade20k",
         preset="quick",
         iters=train_iters,
         crop=image_size,
-        out_dir=str(work / "checkpoints" / f"b0-demo-{image_size}"),
-        resume=True,  # a re-run of the demo continues (or reuses) the finished training run
+        out_dir=str(model_out),
+        resume=(model_out / "state" / "latest.pt").exists(),  # a re-run continues the earlier training
         seed=seed,
     )
     report_path = optimize_all(

@@ -188,6 +188,14 @@ def cell_name(encoder: str, resolution: int, dataset: str) -> str:
     return f"{encoder}-{resolution}-{dataset}"
 
 
+def _test_scale(data: DatasetSpec, resolution: int) -> tuple[int, int]:
+    """mmseg's test scale at the standard crops (b5 640 keeps the 2048 bound); scaled down for small crops."""
+    if resolution >= data.test_scale[1]:
+        return (data.test_scale[0], max(data.test_scale[1], resolution))
+    factor = resolution / data.test_scale[1]
+    return (round(data.test_scale[0] * factor), resolution)
+
+
 def make_cell(encoder: str, resolution: int, dataset: str) -> VariantSpec:
     """Build the spec of one (encoder, resolution, dataset) combination, inside the matrix or not."""
     data = DATASETS[dataset]
@@ -196,9 +204,7 @@ def make_cell(encoder: str, resolution: int, dataset: str) -> VariantSpec:
         mode = "slide"
     else:
         stride, mode = None, "whole"
-    test_scale = (
-        (data.test_scale[0], max(data.test_scale[1], resolution)) if dataset == "ade20k" else data.test_scale
-    )
+    test_scale = _test_scale(data, resolution)
     return VariantSpec(
         name=cell_name(encoder, resolution, dataset),
         encoder=ENCODERS[encoder],

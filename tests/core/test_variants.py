@@ -70,3 +70,10 @@ def test_tiny_model_forward(tiny_spec):
 def test_custom_crop_scales_test_scale():
     assert tiny_cell("ade20k", 64).test_scale == (256, 64)
     assert tiny_cell("cityscapes", 64).test_scale == (128, 64)
+
+
+def test_non_matrix_resolution_scales_test_scale():
+    from segopt_core.variants import make_cell
+
+    assert make_cell("b0", 128, "ade20k").test_scale == (512, 128)
+    assert make_cell("b0", 512, "cityscapes").test_scale == (1024, 512)
