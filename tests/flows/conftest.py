@@ -21,22 +21,6 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh MLflow SQLite tracking store for one test; fails the test if a run is left open."""
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    leftover = mlflow.active_run()
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
-    assert leftover is None, f"MLflow run {leftover.info.run_id} was left open by the test"
-
-
 def write_tiny_checkpoint(path: Path, seed: int = 0, nan: bool = False) -> Path:
     """A tiny SegFormer .safetensors; nan=True makes every weight NaN (discoverable but unbuildable)."""
     from segopt_core.checkpoints import write_checkpoint
