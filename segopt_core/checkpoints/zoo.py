@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from segopt_core.atomic import atomic_file
 from segopt_core.checkpoints.formats import CheckpointError, normalize_format
 from segopt_core.variants import VariantSpec, select_cells, tiny_cell
 
@@ -63,17 +64,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.model if isinstance(model, LogitsModel) else model
 
 
-def _atomic_file(out_path: Path, write: Callable[[Path], None]) -> Path:
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out_path
-
-
 def _atomic_folder(out_path: Path, write: Callable[[Path], None]) -> Path:
     tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
     old = out_path.with_name(f".{out_path.name}.old-{os.getpid()}")
@@ -118,10 +108,10 @@ def write_checkpoint(model: nn.Module, spec: VariantSpec, out_path: str | Path, 
         from safetensors.torch import save_file
 
         meta = {"format": "pt", "segopt": json.dumps(segopt_info(spec))}
-        return _atomic_file(out_path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+        return atomic_file(out_path, lambda tmp: save_file(state, str(tmp), metadata=meta))
     converted = hf_to_nvlabs(state) if fmt == "nvlabs" else canonical_to_mmseg1(state)
     payload = {"meta": _mmseg_meta(spec), "state_dict": converted}
-    return _atomic_file(out_path, lambda tmp: torch.save(payload, tmp))
+    return atomic_file(out_path, lambda tmp: torch.save(payload, tmp))
 
 
 def _save_hf_folder(model: nn.Module, spec: VariantSpec, folder: Path) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from segopt_core.atomic import atomic_file
 
 
 def cache_key(checkpoint_sha256: str, options: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
@@ -20,18 +20,8 @@ def cache_key(checkpoint_sha256: str, options: Mapping[str, Any], settings: Mapp
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write bytes through a temp file in the same folder and os.replace, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write bytes atomically, so readers never see half a file."""
+    return atomic_file(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

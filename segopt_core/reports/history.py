@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from segopt_core.atomic import atomic_file
 from segopt_core.reports.schema import COLUMN_NAMES, RESULT_SCHEMA, frame_to_table, rows_to_frame
 
 HISTORY_KEY = ("model", "checkpoint_sha256", "variant", "batch_size", "machine_id")
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
-    """Write a Parquet file through a temp file and os.replace, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a Parquet file atomically, so readers never see a partial file."""
+    return atomic_file(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def append_history(frame: pd.DataFrame, history_root: str | Path, run_id: str, when: dt.date) -> Path:

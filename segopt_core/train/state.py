@@ -6,15 +6,15 @@ reads it back without unpickling code (numpy's RNG key travels as an int64 tenso
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from segopt_core.atomic import atomic_file
 
 STATE_VERSION = 1
 
@@ -72,16 +72,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:
     """torch.save to a temporary file in the same folder, then os.replace onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_file(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_state(
