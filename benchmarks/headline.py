@@ -184,9 +184,11 @@ def candidate_options(settings: Settings) -> list:
     import torch
 
     from segopt_core.backends import VariantOptions, default_variants
+    from segopt_core.backends.options import pt2e_installed
 
     baseline = VariantOptions("torch", "fp32")
-    options = [o for o in default_variants(cuda=torch.cuda.is_available()) if o != baseline]
+    every = default_variants(cuda=torch.cuda.is_available(), pt2e=pt2e_installed())
+    options = [o for o in every if o != baseline]
     if settings.variants:
         options = [o for o in options if any(pattern in o.slug for pattern in settings.variants)]
     return options

@@ -11,6 +11,6 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 fi
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[cpu,dev]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[cpu,pt2e,dev]"
 echo "$want" > "$stamp"
 echo "segopt: installed into .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from segopt_core.backends import torch_backends
@@ -72,7 +73,10 @@ def _compile_steps(options: VariantOptions) -> list[str]:
     """What load does on top of the source weights, for the metadata."""
     steps = []
     if options.precision == "int8-static":
-        steps.append("torch.export + prepare_pt2e(X86InductorQuantizer) + calibration + convert_pt2e")
+        steps.append(
+            "per input size: torch.export + prepare_pt2e(X86InductorQuantizer)"
+            " + calibration (resized) + convert_pt2e"
+        )
     if options.precision == "bf16":
         steps.append("torch.autocast(cpu, bfloat16)")
     if options.device == "cpu":
@@ -81,19 +85,31 @@ def _compile_steps(options: VariantOptions) -> list[str]:
 
 
 def quantize_pt2e(model: nn.Module, calib: torch.Tensor) -> nn.Module:
-    """PT2E static INT8 with the x86 inductor quantizer, calibrated on the stored images."""
+    """PT2E static INT8 with the x86 inductor quantizer for calib's (H, W), calibrated image by image."""
     prepare_pt2e, convert_pt2e, quantizer_cls, default_config = pt2e_api()
-    batch, height, width = (
-        torch.export.Dim(n, min=1 if n == "batch" else 32, max=4096) for n in ("batch", "height", "width")
-    )
-    example = (calib[:2],)
-    exported = torch.export.export(model, example, dynamic_shapes=({0: batch, 2: height, 3: width},)).module()
-    quantizer = quantizer_cls().set_global(default_config())
-    prepared = prepare_pt2e(exported, quantizer)
+    batch = {0: torch.export.Dim.AUTO}  # H and W stay static: SegFormer's strides add guards that
+    exported = torch.export.export(model, (calib[:2],), dynamic_shapes=(batch,)).module()  # small inputs fail
+    prepared = prepare_pt2e(exported, quantizer_cls().set_global(default_config()))
     with torch.no_grad():
         for image in calib:
             prepared(image[None])
     return convert_pt2e(prepared)
+
+
+class Pt2eInt8Model(nn.Module):
+    """Quantizes and compiles the fp32 model once per input (H, W), calibrating on images resized to it."""
+
+    def __init__(self, model: nn.Module, calib: torch.Tensor, compile_fn) -> None:
+        super().__init__()
+        self.model, self.calib, self.compile_fn = model, calib, compile_fn
+        self.per_size: dict[tuple[int, int], nn.Module] = {}
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        size = tuple(pixel_values.shape[-2:])
+        if size not in self.per_size:
+            calib = F.interpolate(self.calib, size=size, mode="bilinear", align_corners=False)
+            self.per_size[size] = self.compile_fn(quantize_pt2e(self.model, calib))
+        return self.per_size[size](pixel_values)
 
 
 def load(
@@ -105,14 +121,21 @@ def load(
         torch.set_num_threads(num_threads)
     model, _ = prepare_model(folder, metadata, options)
     model = model.to(options.device).eval()
-    if options.precision == "int8-static":
-        from safetensors.torch import load_file
-
-        model = quantize_pt2e(model, load_file(str(folder / metadata["calibration_file"]))["images"])
     if options.device == "cpu":
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True  # constant-fold weights into the graph (inference only)
-    compiled = torch.compile(model, backend="inductor", dynamic=False)
+    if options.precision == "int8-static":
+        from safetensors.torch import load_file
+
+        calib = load_file(str(folder / metadata["calibration_file"]))["images"]
+        compiled = Pt2eInt8Model(model, calib, _inductor)
+    else:
+        compiled = _inductor(model)
     autocast = torch.bfloat16 if options.precision == "bf16" else None
     return TorchVariantPredictor(compiled, options.slug, options.precision, options.device, autocast)
+
+
+def _inductor(model: nn.Module) -> nn.Module:
+    """torch.compile with inductor, one static graph per input shape."""
+    return torch.compile(model, backend="inductor", dynamic=False)

@@ -46,8 +46,20 @@ class FoldedSegformer(nn.Module):
         self.head = head
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        out = self.encoder(pixel_values, output_hidden_states=True, return_dict=True)
-        return self.head(list(out.hidden_states))
+        return self.head(encoder_features(self.encoder, pixel_values))
+
+
+def encoder_features(encoder: nn.Module, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+    """Each stage's output of transformers' SegformerModel, computed stage by stage.
+
+    The same tensors as `output_hidden_states=True`, without transformers' output-capturing hooks:
+    those take a lock that torch.compile cannot trace, which splits the compiled graph into pieces.
+    """
+    features, hidden = [], pixel_values
+    for stage in encoder.stages:
+        hidden = stage(hidden)
+        features.append(hidden)
+    return features
 
 
 def _bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:

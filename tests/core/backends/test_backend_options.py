@@ -48,10 +48,13 @@ def test_cuda_only_variants_force_cuda_device():
 
 
 def test_default_variants_depend_on_machine():
-    cpu = default_variants(cuda=False, bf16=False)
+    cpu = default_variants(cuda=False, bf16=False, pt2e=False)
     assert all(v.device == "cpu" for v in cpu)
     assert not any(v.precision == "bf16" for v in cpu)
-    assert any(v.precision == "bf16" for v in default_variants(cuda=False, bf16=True))
+    assert not any(v.backend == "torch-compile" and v.precision == "int8-static" for v in cpu)
+    assert any(v.precision == "bf16" for v in default_variants(cuda=False, bf16=True, pt2e=False))
+    pt2e = [v for v in default_variants(cuda=False, bf16=False, pt2e=True) if v not in cpu]
+    assert [v.slug for v in pt2e] == ["torch-compile-int8-static-folded"]
     gpu = default_variants(cuda=True, bf16=False)
     assert {"tensorrt", "onnxruntime", "torch"} <= {v.backend for v in gpu if v.device == "cuda"}
     assert len({v.slug for v in gpu}) == len(gpu)

@@ -130,6 +130,25 @@ class TestTorchCompileFp32(BaseBackendTester):
         assert "torch._inductor.config.freezing = True" in artifact.metadata["applied_at_load"]
 
 
+@pytest.mark.slow
+class TestTorchCompileInt8Pt2e(BaseBackendTester):
+    """PT2E static INT8 (torchao's X86InductorQuantizer) under torch.compile; torchao is a project extra."""
+
+    options = VariantOptions("torch-compile", "int8-static", fold_decode_head=True)
+
+    @pytest.fixture(scope="class")
+    def artifact(self, store, tiny_model, tiny_spec, calib_images):
+        pytest.importorskip("torchao", reason="PT2E INT8 needs the `pt2e` extra (torchao)")
+        return store.get_or_build(tiny_model, self.options, calib_images=calib_images, spec=tiny_spec)
+
+    def test_loaded_predictor_matches_fp32(self, artifact):
+        # As for compiled fp32: the build already quantized, compiled, ran and verified two shapes.
+        meta = artifact.metadata
+        assert all(s["argmax_agreement"] >= 0.5 for s in meta["verification"]["shapes"])
+        assert any("convert_pt2e" in step for step in meta["applied_at_load"])
+        assert meta["calibration_file"] == "calibration.safetensors"
+
+
 # --- GPU variants: real code, skipped here ------------------------------------------------------------
 
 GPU_OPTIONS = [
