@@ -7,7 +7,7 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 
 from segopt_core.benchmark import device_lock
-from segopt_core.pipeline.stages import benchmark_record
+from segopt_core.pipeline.stages import benchmark_record_isolated
 from segopt_core.variants import VariantSpec
 
 
@@ -27,7 +27,8 @@ def benchmark_variant(
 
     The Prefect limit covers every run on one Prefect server (Dask workers included); the file lock also
     covers runs on this machine that use different servers (e.g. two ad hoc runs in ephemeral mode).
+    The measurement runs in its own process (see `benchmark_record_isolated`).
     """
     device = (record.get("options") or {}).get("device", "cpu")
     with concurrency(device_key, occupy=1, strict=True), device_lock(device):
-        return benchmark_record(record, spec, batch_sizes, warmup, iters)
+        return benchmark_record_isolated(record, spec, batch_sizes, warmup, iters)

@@ -25,9 +25,11 @@ import numpy as np
 from torch import nn
 
 from segopt_core.backends.errors import ArtifactError, CalibrationError
+from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions
 from segopt_core.backends.source import spec_to_dict
 from segopt_core.backends.verify import verify_predictor
+from segopt_core.models import parameter_count
 from segopt_core.variants import VariantSpec
 
 FORMAT_VERSION = 1
@@ -258,6 +260,7 @@ class ArtifactStore:
         predictor = module.load(tmp, meta, options)
         meta["verification"] = verify_predictor(model, predictor, spec, options.precision)
         meta["verification"]["seconds"] = round(time.perf_counter() - start, 3)
+        meta["param_count"] = parameter_count(fold_decode_head(model) if options.fold_decode_head else model)
         meta["files"] = file_records(tmp)
         meta["size_bytes"] = sum(rec["size"] for rec in meta["files"].values())
         meta["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -199,6 +200,7 @@ def benchmark_predictor(
     `warmup`/`iters` with time-based limits. Scope 'e2e' times image file -> full-size mask and needs a
     cell and `images`. An out-of-memory ends the sweep (status 'oom'; larger batches 'skipped'); any
     other exception gives a 'failed' row and the sweep goes on. `max_batch_ok` is the largest batch that ran.
+    `on_row` sees each row as soon as its batch size is measured (for progress bars).
     """
     if scope not in SCOPES:
         raise BenchmarkError(f"scope {scope!r} is not one of {SCOPES}")
@@ -209,7 +211,7 @@ def benchmark_predictor(
         "checkpoint_sha256": checkpoint_sha256,
         "load_ms": load_ms,
         "model_size_mb": model_size_mb(module, model_path),
-        "param_count": param_count if param_count is not None else _param_count(module),
+        "param_count": _first_known(param_count, _artifact_param_count(model_path), _param_count(module)),
     }
     name = variant or predictor.name
     rows = []
@@ -228,7 +230,24 @@ def benchmark_predictor(
         else:
             oom_at = _measure_into(row, call_for, batch_size, predictor.device, timing)
         rows.append(row)
-    return _finish(rows, on_row)
+        _report(row, on_row)  # progress as each batch size ends; max_batch_ok is set once all have run
+    return _finish(rows)
+
+
+def _first_known(*values: int | None) -> int | None:
+    """The first value that is not None."""
+    return next((v for v in values if v is not None), None)
+
+
+def _artifact_param_count(path: str | Path | None) -> int | None:
+    """Parameters of the network an artifact folder computes, from its metadata (also ONNX and engines)."""
+    metadata = Path(path) / "metadata.json" if path is not None else None
+    if metadata is None or not metadata.is_file():
+        return None
+    try:
+        return json.loads(metadata.read_text(encoding="utf-8")).get("param_count")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _param_count(module: nn.Module | None) -> int | None:
@@ -257,8 +276,14 @@ def _measure_into(
         return None
 
 
-def _finish(rows: list[dict[str, Any]], on_row: RowCallback | None) -> list[dict[str, Any]]:
-    """Set max_batch_ok on every row, round, validate and report each row."""
+def _report(row: dict[str, Any], on_row: RowCallback | None) -> None:
+    """Pass a (rounded) copy of a measured row to the caller's progress callback."""
+    if on_row is not None:
+        on_row(_rounded(row))
+
+
+def _finish(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set max_batch_ok on every row, round and validate."""
     ok = [r["batch_size"] for r in rows if r["status"] == "ok"]
     finished = []
     for row in rows:
@@ -266,8 +291,6 @@ def _finish(rows: list[dict[str, Any]], on_row: RowCallback | None) -> list[dict
         row = _rounded(row)
         validate_row(row)
         finished.append(row)
-        if on_row is not None:
-            on_row(row)
     return finished
 
 
@@ -290,7 +313,9 @@ def status_rows(
                  checkpoint_sha256=checkpoint_sha256)
         for b in _check_batch_sizes(batch_sizes)
     ]  # fmt: skip
-    return _finish(rows, on_row)
+    for row in rows:
+        _report(row, on_row)
+    return _finish(rows)
 
 
 def benchmark_loader(

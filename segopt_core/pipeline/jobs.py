@@ -71,6 +71,8 @@ def select_options(
 
     A (backend, precision) pair named explicitly in both filters but absent from the defaults is added
     with default options when the backend implements it (e.g. tensorrt on a CPU machine -> a skipped row).
+    A slug in `variants` may name any known variant, also one this machine does not build by default
+    (e.g. torch-compile-int8-static-folded without VNNI).
     """
     chosen = [
         o
@@ -86,8 +88,13 @@ def select_options(
     unknown = sorted(set(backends or ()) - set(SUPPORTED))
     if unknown:
         raise ValueError(f"unknown backends {unknown}; valid: {', '.join(SUPPORTED)}")
-    rest = [o for o in chosen if o != REFERENCE_VARIANT and (not variants or o.slug in variants)]
-    return [REFERENCE_VARIANT, *rest]
+    if variants:
+        known = {o.slug: o for o in [*chosen, *default_variants(cuda=True, bf16=True, pt2e=True)]}
+        missing = sorted(set(variants) - set(known))
+        if missing:
+            raise ValueError(f"unknown variants {missing}; known: {', '.join(sorted(known))}")
+        chosen = [known[slug] for slug in dict.fromkeys(variants)]
+    return [REFERENCE_VARIANT, *(o for o in chosen if o != REFERENCE_VARIANT)]
 
 
 def plan_jobs(

@@ -128,6 +128,23 @@ def benchmark_record(
     return {**record, "bench_rows": rows}
 
 
+def benchmark_record_isolated(
+    record: Mapping[str, Any], spec: VariantSpec, batch_sizes: Sequence[int], warmup: int, iters: int
+) -> dict[str, Any]:
+    """`benchmark_record` in a fresh spawned process: what the flows' worker threads must call.
+
+    Measured on the 2-core CI machine: torch run from a non-main thread, with another thread's OpenMP
+    pool alive in the process, took 2-3x longer than from the main thread (87 vs 40 ms for a B0 at
+    128 px), while ONNX Runtime was unaffected. A process per measurement also gives each variant its
+    own peak-RSS and allocator state.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(benchmark_record, dict(record), spec, list(batch_sizes), warmup, iters).result()
+
+
 def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSource) -> dict[str, Any]:
     """Accuracy of a built variant: mIoU on labels, or agreement with the fp32 checkpoint on sample images."""
     from segopt_core.backends import load_predictor

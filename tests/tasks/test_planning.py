@@ -23,6 +23,13 @@ def test_explicit_pairs_outside_the_defaults_are_added():
         select_options(["tensorflow"], None)
 
 
+def test_a_slug_may_name_a_variant_outside_the_machine_defaults():
+    slugs = [o.slug for o in select_options(variants=["torch-compile-int8-static-folded"], cuda=False)]
+    assert slugs == ["torch-fp32", "torch-compile-int8-static-folded"]
+    with pytest.raises(ValueError, match="unknown variants.*onnxruntime-fp32-folded"):
+        select_options(variants=["onnxruntime-fp33"], cuda=False)
+
+
 def test_job_keys_depend_on_checkpoint_options_and_settings():
     ckpt = CheckpointRef("a.safetensors", tiny_cell(), "sha-a")
     options = select_options(["torch"], ["fp32"], cuda=False)

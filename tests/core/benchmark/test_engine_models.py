@@ -50,3 +50,17 @@ def test_peak_memory_sees_a_transient_allocation():
         block = np.ones(40 * 1024 * 1024 // 4, dtype=np.float32)  # 40 MiB, every page touched
         del block
     assert memory.peak_rss_increase_mb >= 35
+
+
+def test_param_count_of_an_onnx_artifact_comes_from_its_metadata(tiny_model, tiny_spec, tmp_path):
+    from segopt_core.backends import ArtifactStore, VariantOptions, load_predictor
+    from segopt_core.backends.folding import fold_decode_head
+
+    options = VariantOptions("onnxruntime", "fp32", fold_decode_head=True)
+    artifact = ArtifactStore(tmp_path).get_or_build(tiny_model, options, spec=tiny_spec)
+    folded = parameter_count(fold_decode_head(tiny_model))
+    assert artifact.metadata["param_count"] == folded < parameter_count(tiny_model)
+    (row,) = benchmark_predictor(
+        load_predictor(artifact.path), tiny_spec, (1,), warmup=0, iters=1, model_path=artifact.path
+    )
+    assert row["status"] == "ok" and row["param_count"] == folded

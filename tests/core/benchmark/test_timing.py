@@ -66,3 +66,24 @@ def test_interleaved_ab_orders_and_ratio(sleep_predictor):
     assert len(samples["a"]) == len(samples["b"]) == 9
     ratio = sorted(samples["a"])[4] / sorted(samples["b"])[4]
     assert 1.8 < ratio < 3.3
+
+
+def test_on_row_reports_each_batch_size_as_it_ends(sleep_predictor):
+    calls: list[int] = []
+
+    class CountingPredictor(sleep_predictor):
+        def __call__(self, batch):
+            calls.append(batch.shape[0])
+            return super().__call__(batch)
+
+    seen = []
+    rows = benchmark_predictor(
+        CountingPredictor(base_s=0.001),
+        (32, 32),
+        (1, 2, 4),
+        warmup=0,
+        iters=2,
+        on_row=lambda row: seen.append((row["batch_size"], max(calls))),
+    )
+    assert seen == [(1, 1), (2, 2), (4, 4)]  # batch 1 reported before batch 2 ran
+    assert [r["max_batch_ok"] for r in rows] == [4, 4, 4]
