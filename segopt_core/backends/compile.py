@@ -99,16 +99,16 @@ def quantize_pt2e(model: nn.Module, calib: torch.Tensor) -> nn.Module:
 class Pt2eInt8Model(nn.Module):
     """Quantizes and compiles the fp32 model once per input (H, W), calibrating on images resized to it."""
 
-    def __init__(self, model: nn.Module, calib: torch.Tensor, compile_fn) -> None:
+    def __init__(self, model: nn.Module, calib: torch.Tensor) -> None:
         super().__init__()
-        self.model, self.calib, self.compile_fn = model, calib, compile_fn
+        self.model, self.calib = model, calib
         self.per_size: dict[tuple[int, int], nn.Module] = {}
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         size = tuple(pixel_values.shape[-2:])
         if size not in self.per_size:
             calib = F.interpolate(self.calib, size=size, mode="bilinear", align_corners=False)
-            self.per_size[size] = self.compile_fn(quantize_pt2e(self.model, calib))
+            self.per_size[size] = _inductor(quantize_pt2e(self.model, calib))
         return self.per_size[size](pixel_values)
 
 
@@ -129,7 +129,7 @@ def load(
         from safetensors.torch import load_file
 
         calib = load_file(str(folder / metadata["calibration_file"]))["images"]
-        compiled = Pt2eInt8Model(model, calib, _inductor)
+        compiled = Pt2eInt8Model(model, calib)
     else:
         compiled = _inductor(model)
     autocast = torch.bfloat16 if options.precision == "bf16" else None

@@ -121,22 +121,22 @@ def cpu_supports_bf16() -> bool:
 
     if torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX"):  # not all builds report these
         return True
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return _cpuinfo_has("avx512_bf16", "amx_bf16")
 
 
 def cpu_has_int8_dot() -> bool:
     """True when the CPU has int8 dot-product instructions (VNNI or AMX), where INT8 beats fp32 compute."""
+    return _cpuinfo_has("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def _cpuinfo_has(*flags: str) -> bool:
+    """True when /proc/cpuinfo names any of the flags (False where it cannot be read)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = fh.read()
+            text = fh.read()
     except OSError:
         return False
-    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return any(flag in text for flag in flags)
 
 
 def pt2e_installed() -> bool:

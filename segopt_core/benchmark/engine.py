@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -241,12 +240,13 @@ def _first_known(*values: int | None) -> int | None:
 
 def _artifact_param_count(path: str | Path | None) -> int | None:
     """Parameters of the network an artifact folder computes, from its metadata (also ONNX and engines)."""
-    metadata = Path(path) / "metadata.json" if path is not None else None
-    if metadata is None or not metadata.is_file():
+    from segopt_core.backends import ArtifactError, read_metadata
+
+    if path is None or not Path(path).is_dir():
         return None
     try:
-        return json.loads(metadata.read_text(encoding="utf-8")).get("param_count")
-    except (OSError, ValueError, AttributeError):
+        return read_metadata(path).get("param_count")
+    except ArtifactError:  # a plain folder or file, not a segopt artifact
         return None
 
 

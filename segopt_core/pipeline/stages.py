@@ -133,10 +133,9 @@ def benchmark_record_isolated(
 ) -> dict[str, Any]:
     """`benchmark_record` in a fresh spawned process: what the flows' worker threads must call.
 
-    Measured on the 2-core CI machine: torch run from a non-main thread, with another thread's OpenMP
-    pool alive in the process, took 2-3x longer than from the main thread (87 vs 40 ms for a B0 at
-    128 px), while ONNX Runtime was unaffected. A process per measurement also gives each variant its
-    own peak-RSS and allocator state.
+    On the 2-core CI machine, torch run from a worker thread after the main thread had used torch took
+    1.5-3x longer than from the main thread (`benchmarks/thread_isolation.py`); ONNX Runtime was
+    unaffected. A process per measurement also gives each variant its own peak RSS and allocator state.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
