@@ -34,7 +34,7 @@ def train_model(
     tracker = _tracker(config, name, data_dir, init, resume) if track else None
     try:
         result = train(data_dir, spec, config, out_dir, init=init, pretrained_encoder=pretrained_encoder,
-                       resume=resume, on_metrics=tracker)  # fmt: skip
+                       resume=resume, on_metrics=tracker, progress=True)  # fmt: skip
     except BaseException:
         if tracker is not None:
             tracker.finish(ok=False)

@@ -91,15 +91,18 @@ def sha256_bytes_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_record(path: Path) -> dict:
+    """{size, sha256} of one artifact file."""
+    return {"size": path.stat().st_size, "sha256": sha256_bytes_file(path)}
+
+
 def file_records(folder: Path) -> dict[str, dict]:
-    """{relative name: {size, sha256}} of every file in an artifact folder except the metadata."""
-    records = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != METADATA_FILE):
-        records[str(path.relative_to(folder))] = {
-            "size": path.stat().st_size,
-            "sha256": sha256_bytes_file(path),
-        }
-    return records
+    """{relative name: {size, sha256}} of every file in an artifact folder except metadata and locks."""
+    return {
+        str(path.relative_to(folder)): file_record(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != METADATA_FILE and not path.name.startswith(".")
+    }
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -141,7 +144,26 @@ def check_artifact(folder: str | Path) -> dict:
                 f"{path}: {path.stat().st_size} bytes, metadata says {rec['size']} (truncated?); "
                 "rebuild the artifact"
             )
+    _check_packages(folder, meta)
     return meta
+
+
+def _check_packages(folder: Path, meta: dict) -> None:
+    """AOTInductor packages: present for compiled variants, intact (sha256), built for this machine."""
+    from segopt_core.backends import aoti
+
+    if meta["options"].get("backend") == "torch-compile" and not meta.get("packages"):
+        raise ArtifactError(
+            f"{folder / METADATA_FILE}: no AOTInductor packages (built by an older segopt); "
+            "rebuild the artifact"
+        )
+    for entry in meta.get("packages") or []:
+        path, record = folder / entry["file"], meta["files"].get(entry["file"])
+        if record is None or sha256_bytes_file(path) != record["sha256"]:
+            raise ArtifactError(
+                f"{path}: contents differ from the metadata's sha256 (corrupt?); rebuild the artifact"
+            )
+        aoti.check_machine(entry, folder)
 
 
 def library_versions() -> dict[str, str]:

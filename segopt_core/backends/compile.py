@@ -1,12 +1,17 @@
-"""torch.compile (inductor) variants: fp32 and bf16 autocast, `freezing` on CPU; INT8 via PT2E (torchao).
+"""torch.compile variants shipped as AOTInductor packages: fp32, bf16 autocast and PT2E INT8 (torchao).
 
-The artifact stores the fp32 source weights + options; compilation happens at load, lazily on the first
-call of each input shape (what the benchmark reports as first-call time).  Inductor's `freezing` is a
-process-wide setting: loading a CPU variant turns it on (it only affects inference-mode graphs).
+Build exports the (folded) model once with a dynamic batch and dynamic H/W (multiples of 32) and compiles
+it ahead of time into `packages/*.pt2` (see `aoti.py`): freezing, bf16 autocast and the PT2E quantization
+are baked in.  Loading a package takes seconds and never compiles.  An input size the packages do not
+serve (not a multiple of 32, e.g. a whole-image evaluation) is compiled once, on first use, into a new
+static package that is added to the artifact for every later load.  The fp32 source weights stay in the
+artifact: they are the reference, and what a new size is compiled from.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segopt_core.backends import torch_backends
-from segopt_core.backends.errors import BackendUnavailable
+from segopt_core.backends import aoti, torch_backends
+from segopt_core.backends.errors import ArtifactError, BackendUnavailable
+from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions
 from segopt_core.backends.source import save_source
-from segopt_core.backends.torch_backends import TorchVariantPredictor, prepare_model
+from segopt_core.backends.torch_backends import prepare_model
 from segopt_core.variants import VariantSpec
 
 CALIB_FILE = "calibration.safetensors"
+log = logging.getLogger("segopt.compile")
 
 
 def pt2e_api():
@@ -54,41 +61,23 @@ def check_available(options: VariantOptions) -> dict:
     return notes
 
 
-def build(model: nn.Module, spec: VariantSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
-    """Write the source weights (and the PT2E calibration tensor); compilation happens at load."""
-    from safetensors.torch import save_file
+class Bf16Autocast(nn.Module):
+    """Runs the model under CPU/CUDA bf16 autocast and returns fp32 logits (exported as one graph)."""
 
-    notes = check_available(options)
-    meta = save_source(model, folder)
-    meta["applied_at_load"] = (["fold_decode_head"] if options.fold_decode_head else []) + _compile_steps(
-        options
-    )
-    if calib is not None:
-        save_file({"images": torch.from_numpy(np.ascontiguousarray(calib))}, str(folder / CALIB_FILE))
-        meta["calibration_file"] = CALIB_FILE
-    return {**meta, **notes}
+    def __init__(self, model: nn.Module, device: str = "cpu") -> None:
+        super().__init__()
+        self.model, self.device_type = model, torch.device(device).type
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
+            return self.model(pixel_values).float()
 
 
-def _compile_steps(options: VariantOptions) -> list[str]:
-    """What load does on top of the source weights, for the metadata."""
-    steps = []
-    if options.precision == "int8-static":
-        steps.append(
-            "per input size: torch.export + prepare_pt2e(X86InductorQuantizer)"
-            " + calibration (resized) + convert_pt2e"
-        )
-    if options.precision == "bf16":
-        steps.append("torch.autocast(cpu, bfloat16)")
-    if options.device == "cpu":
-        steps.append("torch._inductor.config.freezing = True")
-    return [*steps, "torch.compile(backend='inductor', dynamic=False)"]
-
-
-def quantize_pt2e(model: nn.Module, calib: torch.Tensor) -> nn.Module:
-    """PT2E static INT8 with the x86 inductor quantizer for calib's (H, W), calibrated image by image."""
+def quantize_pt2e(model: nn.Module, calib: torch.Tensor, shapes: aoti.PackageShapes) -> nn.Module:
+    """PT2E static INT8 with the x86 inductor quantizer, calibrated image by image on `calib`."""
     prepare_pt2e, convert_pt2e, quantizer_cls, default_config = pt2e_api()
-    batch = {0: torch.export.Dim.AUTO}  # H and W stay static: SegFormer's strides add guards that
-    exported = torch.export.export(model, (calib[:2],), dynamic_shapes=(batch,)).module()  # small inputs fail
+    example = calib[:2] if len(calib) >= 2 else calib.repeat(2, 1, 1, 1)
+    exported = torch.export.export(model, (example,), dynamic_shapes=aoti.dynamic_shapes(shapes)).module()
     prepared = prepare_pt2e(exported, quantizer_cls().set_global(default_config()))
     with torch.no_grad():
         for image in calib:
@@ -96,46 +85,157 @@ def quantize_pt2e(model: nn.Module, calib: torch.Tensor) -> nn.Module:
     return convert_pt2e(prepared)
 
 
-class Pt2eInt8Model(nn.Module):
-    """Quantizes and compiles the fp32 model once per input (H, W), calibrating on images resized to it."""
+def exportable(
+    model: nn.Module, options: VariantOptions, shapes: aoti.PackageShapes, calib: torch.Tensor | None
+) -> nn.Module:
+    """What gets exported for a package: the (folded) model, under bf16 autocast or PT2E-quantized."""
+    if options.precision == "bf16":
+        return Bf16Autocast(model, options.device)
+    if options.precision == "int8-static":
+        if calib is None:
+            raise ArtifactError(f"{options.slug}: the artifact has no calibration images to quantize with")
+        if not shapes.dynamic_hw:  # a static package calibrates on the images resized to its size
+            calib = F.interpolate(calib, size=(shapes.height, shapes.width), mode="bilinear")
+        return quantize_pt2e(model, calib, shapes)
+    return model
 
-    def __init__(self, model: nn.Module, calib: torch.Tensor) -> None:
-        super().__init__()
-        self.model, self.calib = model, calib
-        self.per_size: dict[tuple[int, int], nn.Module] = {}
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        size = tuple(pixel_values.shape[-2:])
-        if size not in self.per_size:
-            calib = F.interpolate(self.calib, size=size, mode="bilinear", align_corners=False)
-            self.per_size[size] = _inductor(quantize_pt2e(self.model, calib))
-        return self.per_size[size](pixel_values)
+def build_package(
+    model: nn.Module,
+    options: VariantOptions,
+    shapes: aoti.PackageShapes,
+    folder: Path,
+    crop_hw: tuple[int, int],
+    calib: torch.Tensor | None,
+) -> dict:
+    """Compile one package for `shapes` into folder/packages/; returns its metadata entry."""
+    path = folder / aoti.PACKAGE_DIR / shapes.file_name
+    with aoti.quiet_library_warnings():
+        module = exportable(model.to(options.device).eval(), options, shapes, calib)
+        return aoti.compile_package(module, shapes, path, crop_hw)
+
+
+def build(model: nn.Module, spec: VariantSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
+    """Source weights, calibration images and the AOTInductor package for the cell's crop size."""
+    from safetensors.torch import save_file
+
+    notes = check_available(options)
+    meta = save_source(model, folder)
+    calib_tensor = None if calib is None else torch.from_numpy(np.ascontiguousarray(calib))
+    if calib_tensor is not None:
+        save_file({"images": calib_tensor}, str(folder / CALIB_FILE))
+        meta["calibration_file"] = CALIB_FILE
+    graph = fold_decode_head(model) if options.fold_decode_head else model
+    shapes = aoti.shapes_for(*spec.crop_size)
+    meta["packages"] = [build_package(graph, options, shapes, folder, spec.crop_size, calib_tensor)]
+    meta["compiled"] = _compile_steps(options)
+    return {**meta, **notes}
+
+
+def _compile_steps(options: VariantOptions) -> list[str]:
+    """What the package has baked in, for the metadata."""
+    steps = ["fold_decode_head"] if options.fold_decode_head else []
+    if options.precision == "int8-static":
+        steps.append("prepare_pt2e(X86InductorQuantizer) + calibration + convert_pt2e")
+    if options.precision == "bf16":
+        steps.append(f"torch.autocast({options.device}, bfloat16)")
+    return [*steps, "torch.export (dynamic batch, H/W)", f"aoti_compile_and_package({aoti.INDUCTOR_CONFIGS})"]
+
+
+class PackagedPredictor:
+    """The Predictor over an artifact's packages: picks the package serving each input size, loading it once.
+
+    A size no package serves is compiled from the source weights, verified shape-wise, and added to the
+    artifact (file written atomically, metadata.json rewritten atomically under a lock), so each size is
+    compiled once per artifact; `metadata` (the dict given to `load`) is updated in place.
+    """
+
+    def __init__(self, folder: Path, metadata: dict, options: VariantOptions) -> None:
+        self.folder, self.metadata, self.options = Path(folder), metadata, options
+        self.name, self.precision, self.device = options.slug, options.precision, options.device
+        self.runners: dict[str, object] = {}
+        self.notes: dict = {}
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        runner = self.runner_for(int(x.shape[-2]), int(x.shape[-1]))
+        with torch.inference_mode():
+            outs = [runner(chunk) for chunk in x.split(aoti.MAX_BATCH)]
+        return torch.cat(outs).float().cpu().numpy()
+
+    def runner_for(self, height: int, width: int):
+        """The loaded package serving (height, width), compiling and adding one when none does."""
+        entry = self._entry_for(height, width) or self._add_package(height, width)
+        if entry["file"] not in self.runners:
+            aoti.check_machine(entry, self.folder)
+            self.runners[entry["file"]] = aoti.load_package(self.folder / entry["file"])
+        return self.runners[entry["file"]]
+
+    def _entry_for(self, height: int, width: int) -> dict | None:
+        """The first package entry whose shapes serve (height, width)."""
+        for entry in self.metadata["packages"]:
+            if aoti.PackageShapes(**entry["shapes"]).serves(height, width):
+                return entry
+        return None
+
+    def _add_package(self, height: int, width: int) -> dict:
+        """Compile a package for a new size and record it in the artifact (once, across processes)."""
+        from filelock import FileLock
+
+        with FileLock(str(self.folder / ".packages.lock")):
+            self._reload_packages()
+            entry = self._entry_for(height, width)
+            if entry is not None:  # another process added it meanwhile
+                return entry
+            start = time.perf_counter()
+            entry = self._compile_size(aoti.shapes_for(height, width))
+            entry |= {"added_on_first_use": True, "first_use_seconds": round(time.perf_counter() - start, 3)}
+            self.metadata["packages"].append(entry)
+            self._persist(entry)
+        log.warning(
+            "%s: no package served %dx%d; compiled one in %.1f s and added it to %s (once per size)",
+            self.name, height, width, entry["first_use_seconds"], self.folder,
+        )  # fmt: skip
+        return entry
+
+    def _compile_size(self, shapes: aoti.PackageShapes) -> dict:
+        """Rebuild the variant's graph from the source weights and compile it for `shapes`."""
+        model, spec = prepare_model(self.folder, self.metadata, self.options)
+        calib = None
+        if self.metadata.get("calibration_file"):
+            from safetensors.torch import load_file
+
+            calib = load_file(str(self.folder / self.metadata["calibration_file"]))["images"]
+        return build_package(model, self.options, shapes, self.folder, spec.crop_size, calib)
+
+    def _reload_packages(self) -> None:
+        """Pick up packages another process recorded in metadata.json (no-op while the artifact builds)."""
+        from segopt_core.backends.artifacts import METADATA_FILE, read_metadata
+
+        if (self.folder / METADATA_FILE).exists():
+            self.metadata["packages"] = read_metadata(self.folder)["packages"]
+
+    def _persist(self, entry: dict) -> None:
+        """Add the new package to metadata.json's packages and file records (skipped while building)."""
+        from segopt_core.backends.artifacts import METADATA_FILE, file_record, write_json_atomic
+
+        if not (self.folder / METADATA_FILE).exists():
+            return  # inside a build: the store records every file once the build is verified
+        self.metadata.setdefault("files", {})[entry["file"]] = file_record(self.folder / entry["file"])
+        self.metadata["size_bytes"] = sum(rec["size"] for rec in self.metadata["files"].values())
+        write_json_atomic(self.folder / METADATA_FILE, self.metadata)
 
 
 def load(
     folder: Path, metadata: dict, options: VariantOptions, num_threads: int | None = None
-) -> TorchVariantPredictor:
-    """Re-create the variant and wrap it in torch.compile (compiles on the first call per shape)."""
+) -> PackagedPredictor:
+    """The artifact's packages behind the Predictor interface (loaded lazily, per input size)."""
     check_available(options)
+    if "packages" not in metadata:
+        raise ArtifactError(
+            f"{Path(folder) / 'metadata.json'}: a torch-compile artifact without AOTInductor packages "
+            "(built by an older segopt); re-run optimize to rebuild it"
+        )
     if num_threads:
         torch.set_num_threads(num_threads)
-    model, _ = prepare_model(folder, metadata, options)
-    model = model.to(options.device).eval()
-    if options.device == "cpu":
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True  # constant-fold weights into the graph (inference only)
-    if options.precision == "int8-static":
-        from safetensors.torch import load_file
-
-        calib = load_file(str(folder / metadata["calibration_file"]))["images"]
-        compiled = Pt2eInt8Model(model, calib)
-    else:
-        compiled = _inductor(model)
-    autocast = torch.bfloat16 if options.precision == "bf16" else None
-    return TorchVariantPredictor(compiled, options.slug, options.precision, options.device, autocast)
-
-
-def _inductor(model: nn.Module) -> nn.Module:
-    """torch.compile with inductor, one static graph per input shape."""
-    return torch.compile(model, backend="inductor", dynamic=False)
+    return PackagedPredictor(folder, metadata, options)

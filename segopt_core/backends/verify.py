@@ -37,8 +37,8 @@ TOLERANCES = {
 
 
 def round_shape(value: float) -> int:
-    """Multiple of 16, at least 32 (keeps every stage at least 1 px)."""
-    return max(32, int(value) // 16 * 16)
+    """Multiple of 32, at least 64: every stage keeps at least 2x2 pixels (what compiled packages serve)."""
+    return max(64, int(value) // 32 * 32)
 
 
 def verification_shapes(spec: VariantSpec) -> list[tuple[int, int, int, int]]:

@@ -80,6 +80,7 @@ def record_rows(
         "cache_key": record.get("cache_key") or "",
         "artifact": record.get("artifact") or "",
         "reused": bool(record.get("reused")),
+        "build_seconds": record.get("build_seconds"),
         "status": record["status"],
         "error": record.get("error") or "",
     }

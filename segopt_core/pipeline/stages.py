@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
+import multiprocessing
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +105,7 @@ def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None 
             artifact = ArtifactStore(store_root).get_or_build(loaded, job.options, calib_images=images)
     except BackendUnavailable as exc:  # not a failure: this machine cannot run the backend
         return job.record("skipped", error=str(exc))
-    return job.record("ok", artifact=str(artifact.path))
+    return job.record("ok", artifact=str(artifact.path), build_seconds=artifact.metadata.get("build_seconds"))
 
 
 def benchmark_record(
@@ -131,17 +135,34 @@ def benchmark_record(
 def benchmark_record_isolated(
     record: Mapping[str, Any], spec: VariantSpec, batch_sizes: Sequence[int], warmup: int, iters: int
 ) -> dict[str, Any]:
-    """`benchmark_record` in a fresh spawned process: what the flows' worker threads must call.
+    """`benchmark_record` in a spawned benchmark process: what the flows' worker threads must call.
 
     On the 2-core CI machine, torch run from a worker thread after the main thread had used torch took
     1.5-3x longer than from the main thread (`benchmarks/thread_isolation.py`); ONNX Runtime was
-    unaffected. A process per measurement also gives each variant its own peak RSS and allocator state.
+    unaffected. The process measures in its main thread and is reused by the next variants, so its start-up
+    and imports (about 9 s) are paid once per run, not once per variant.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(benchmark_record, dict(record), spec, list(batch_sizes), warmup, iters).result()
+    try:
+        return (
+            benchmark_pool()
+            .submit(benchmark_record, dict(record), spec, list(batch_sizes), warmup, iters)
+            .result()
+        )
+    except BrokenProcessPool:
+        benchmark_pool.cache_clear()  # it died (killed, out of memory): the next variant gets a new one
+        raise
+
+
+@functools.cache
+def benchmark_pool() -> ProcessPoolExecutor:
+    """The spawned process that runs this process's benchmarks, one at a time (recycled every 16 variants)."""
+    pool = ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=16
+    )
+    atexit.register(pool.shutdown, cancel_futures=True)
+    return pool
 
 
 def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSource) -> dict[str, Any]:

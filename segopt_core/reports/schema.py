@@ -29,6 +29,9 @@ _ORCHESTRATION = (
     Column("cache_key", "string", "Result-cache key: checkpoint sha256 + options + measurement settings."),
     Column("artifact", "string", "Path of the optimized artifact, '' when none was built."),
     Column("reused", "bool", "True when this row came from the result cache of an earlier run."),
+    Column(
+        "build_seconds", "float64", "Seconds the artifact took to build and verify (compile time included)."
+    ),
 )
 _ACCURACY = (
     Column("eval_mode", "string", "labels (mIoU on a labelled set) | agreement (vs fp32, no labels) | none."),

@@ -1,0 +1,16 @@
+"""Backend fixtures shared across test modules: a compiled artifact costs a C++ compile, so build it once."""
+
+from __future__ import annotations
+
+import pytest
+
+from segopt_core.backends import Artifact, ArtifactStore, VariantOptions
+
+COMPILED_FP32 = VariantOptions("torch-compile", "fp32", fold_decode_head=True)
+
+
+@pytest.fixture(scope="session")
+def compiled_fp32(tmp_path_factory, tiny_model, tiny_spec) -> Artifact:
+    """The tiny model's torch-compile fp32 artifact (an AOTInductor package); copy it before changing it."""
+    store = ArtifactStore(tmp_path_factory.mktemp("compiled"))
+    return store.get_or_build(tiny_model, COMPILED_FP32, spec=tiny_spec)

@@ -1,0 +1,105 @@
+"""AOTInductor packages of the torch-compile variants: shippable, reused across sizes, refused when broken."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from segopt_core.backends import ArtifactError, ArtifactStore, aoti, load_predictor
+from segopt_core.backends.artifacts import METADATA_FILE, check_artifact
+from segopt_core.backends.verify import verification_inputs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def artifact_copy(compiled_fp32, tmp_path):
+    """A private copy of the compiled artifact folder, safe to change."""
+    folder = tmp_path / compiled_fp32.path.name
+    shutil.copytree(compiled_fp32.path, folder)
+    return folder
+
+
+def package_file(folder) -> str:
+    return json.loads((folder / METADATA_FILE).read_text())["packages"][0]["file"]
+
+
+def reference(model, batch: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return model(torch.from_numpy(batch)).numpy()
+
+
+def test_plain_torch_loads_the_package_without_segopt(compiled_fp32, tiny_model, tmp_path):
+    """What a user ships: the .pt2 runs with torch alone, at a batch size and size not seen at export."""
+    batch = verification_inputs((3, 3, 96, 64), seed=5)
+    np.save(tmp_path / "x.npy", batch)
+    package = compiled_fp32.path / package_file(compiled_fp32.path)
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, torch
+        run = torch._inductor.aoti_load_package({str(package)!r})
+        out = run(torch.from_numpy(np.load({str(tmp_path / "x.npy")!r})))
+        np.save({str(tmp_path / "y.npy")!r}, out.numpy())
+        assert not any(name.startswith("segopt") for name in sys.modules), "segopt was imported"
+    """)
+    subprocess.run([sys.executable, "-I", "-c", script], check=True, timeout=300)
+    out = np.load(tmp_path / "y.npy")
+    assert out.shape == (3, 150, 24, 16)
+    np.testing.assert_allclose(out, reference(tiny_model, batch), atol=1e-4)
+
+
+def test_batches_above_the_package_range_are_split(compiled_fp32, tiny_model):
+    batch = verification_inputs((aoti.MAX_BATCH + 2, 3, 64, 64), seed=2)
+    out = load_predictor(compiled_fp32.path)(batch)
+    np.testing.assert_allclose(out, reference(tiny_model, batch), atol=1e-4)
+
+
+def test_a_new_size_is_compiled_once_and_kept(artifact_copy, tiny_model, monkeypatch):
+    compiles = []
+    real = aoti.compile_package
+    monkeypatch.setattr(aoti, "compile_package", lambda *a, **k: compiles.append(a[1]) or real(*a, **k))
+    batch = verification_inputs((2, 3, 70, 50), seed=3)  # not a multiple of 32: needs its own package
+    out = load_predictor(artifact_copy)(batch)
+    np.testing.assert_allclose(out, reference(tiny_model, batch), atol=1e-4)
+    meta = check_artifact(artifact_copy)  # the new file is recorded and the artifact still checks out
+    added = meta["packages"][1]
+    assert added["added_on_first_use"] and added["shapes"] == {"max_batch": 16, "height": 70, "width": 50}
+    assert added["first_use_seconds"] > 0 and added["file"] in meta["files"]
+    again = load_predictor(artifact_copy)(batch)  # a second load reuses it: no second compile
+    np.testing.assert_array_equal(again, out)
+    assert [(s.height, s.width) for s in compiles] == [(70, 50)]
+
+
+def test_package_for_another_machine_is_refused(artifact_copy):
+    meta = json.loads((artifact_copy / METADATA_FILE).read_text())
+    meta["packages"][0]["vec_isa"] = "amx512-from-elsewhere"
+    (artifact_copy / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="compiled for another machine.*vec_isa.*rebuilt"):
+        load_predictor(artifact_copy)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_broken_package_names_the_file(artifact_copy, damage):
+    path = artifact_copy / package_file(artifact_copy)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\0" * len(data))
+    with pytest.raises(ArtifactError, match=f"{path.name}.*rebuild"):
+        load_predictor(artifact_copy)
+
+
+def test_truncated_package_is_rebuilt(tmp_path, tiny_model, tiny_spec, compiled_fp32):
+    store = ArtifactStore(tmp_path)
+    folder = store.folder_for(compiled_fp32.metadata["checkpoint_sha256"], compiled_fp32.options)
+    shutil.copytree(compiled_fp32.path, folder)
+    path = folder / package_file(folder)
+    path.write_bytes(path.read_bytes()[:1000])
+    rebuilt = store.get_or_build(tiny_model, compiled_fp32.options, spec=tiny_spec)
+    assert not rebuilt.reused and check_artifact(rebuilt.path)
+    batch = verification_inputs((1, 3, 64, 64), seed=1)
+    np.testing.assert_allclose(load_predictor(rebuilt.path)(batch), reference(tiny_model, batch), atol=1e-4)
