@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from segopt_core.pipeline.cache import ResultCache
-from segopt_core.pipeline.jobs import VariantJob
+from segopt_core.pipeline.jobs import REFERENCE_VARIANT, VariantJob
 from segopt_core.variants import VariantSpec
 
 # Not thread-safe within one process: torch.onnx.export and torch.compile (global exporter/compiler state,
@@ -92,6 +94,7 @@ def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None 
     from segopt_core.backends import ArtifactStore, BackendUnavailable
     from segopt_core.checkpoints import load_checkpoint
 
+    started, clock = _utc_now(), time.perf_counter()
     images = None
     if calib is not None and job.options.precision == "int8-static":
         images = calibration_images(calib, job.checkpoint.spec, job.options.calibration.num_images)
@@ -101,19 +104,35 @@ def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None 
             artifact = ArtifactStore(store_root).get_or_build(loaded, job.options, calib_images=images)
     except BackendUnavailable as exc:  # not a failure: this machine cannot run the backend
         return job.record("skipped", error=str(exc))
-    return job.record("ok", artifact=str(artifact.path))
+    timing = {"started_at": started, "build_seconds": round(time.perf_counter() - clock, 3)}
+    return job.record("ok", artifact=str(artifact.path), **timing)
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def benchmark_record(
-    record: Mapping[str, Any], spec: VariantSpec, batch_sizes: Sequence[int], warmup: int, iters: int
+    record: Mapping[str, Any],
+    spec: VariantSpec,
+    batch_sizes: Sequence[int],
+    warmup: int,
+    iters: int,
+    same_round_reference: bool = True,
 ) -> dict[str, Any]:
-    """Benchmark a built variant at each batch size (flat rows in `bench_rows`)."""
+    """Benchmark a built variant at each batch size (flat rows in `bench_rows`).
+
+    With `same_round_reference`, the torch fp32 model of the same checkpoint is then timed in alternating
+    rounds with the variant at the smallest batch size, so the speedup compares numbers measured under the
+    same load (`reference_latency_ms`, `paired_latency_ms` on that row), not minutes apart.
+    """
     from segopt_core.backends import BackendUnavailable, load_predictor
     from segopt_core.benchmark import benchmark_loader
 
     options = record.get("options") or {}
+    loaded: list[Any] = []
     rows = benchmark_loader(
-        lambda: load_predictor(record["artifact"]),
+        lambda: loaded.append(load_predictor(record["artifact"])) or loaded[-1],
         spec,
         list(batch_sizes),
         variant=record["variant"],
@@ -125,7 +144,36 @@ def benchmark_record(
         checkpoint_sha256=record["checkpoint_sha256"],
         model_path=record["artifact"],
     )
+    first = rows[0] if rows else {}
+    if same_round_reference and loaded and first.get("status") == "ok":
+        rows[0] = {**first, **paired_reference(loaded[0], record, spec, first, iters)}
     return {**record, "bench_rows": rows}
+
+
+def paired_reference(
+    predictor: Any, record: Mapping[str, Any], spec: VariantSpec, row: Mapping[str, Any], iters: int
+) -> dict[str, Any]:
+    """Median latencies of the torch fp32 reference and of the variant, timed in alternating rounds."""
+    from segopt_core.benchmark import interleaved_ab
+    from segopt_core.checkpoints import load_checkpoint
+    from segopt_core.predictor import TorchPredictor
+
+    if record["variant"] == REFERENCE_VARIANT.slug:  # the reference itself: its own loop is the pair
+        return {
+            "reference_latency_ms": row["latency_ms_median"],
+            "paired_latency_ms": row["latency_ms_median"],
+        }
+    try:
+        reference = TorchPredictor(load_checkpoint(record["checkpoint"], spec).model)
+    except Exception as exc:  # the speedup falls back to the separately measured reference
+        return {"reference_error": f"{type(exc).__name__}: {exc}"}
+    h, w = spec.crop_size
+    batch = np.random.default_rng(0).standard_normal((row["batch_size"], 3, h, w), dtype=np.float32)
+    calls = {"reference": lambda: reference(batch), "variant": lambda: predictor(batch)}
+    rounds = 5  # alternating rounds: a burst of load hits both; the order rotates each round
+    samples = interleaved_ab(calls, rounds, max(1, iters // rounds), warmup_iters=2)
+    medians = {name: round(float(np.median(s)) * 1e3, 3) for name, s in samples.items()}
+    return {"reference_latency_ms": medians["reference"], "paired_latency_ms": medians["variant"]}
 
 
 def benchmark_record_isolated(
@@ -140,8 +188,10 @@ def benchmark_record_isolated(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    clock = time.perf_counter()
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(benchmark_record, dict(record), spec, list(batch_sizes), warmup, iters).result()
+        done = pool.submit(benchmark_record, dict(record), spec, list(batch_sizes), warmup, iters).result()
+    return {**done, "benchmark_seconds": round(time.perf_counter() - clock, 3)}
 
 
 def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSource) -> dict[str, Any]:
@@ -149,6 +199,7 @@ def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSo
     from segopt_core.backends import load_predictor
     from segopt_core.evaluation import compare_predictions, evaluate
 
+    clock = time.perf_counter()
     with _TORCH_LOCK:
         predictor = load_predictor(record["artifact"])
     if record["backend"] in _TORCH_BACKENDS:
@@ -169,7 +220,8 @@ def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSo
         result = compare_predictions(reference, predictor, sample_images(source), spec)
         accuracy = {"eval_mode": "agreement", "eval_images": result["n_images"]}
         accuracy |= {k: result[k] for k in ("pixel_agreement", "miou_vs_reference")}
-    return {**record, "accuracy": accuracy}
+    timing = {"eval_seconds": round(time.perf_counter() - clock, 3), "finished_at": _utc_now()}
+    return {**record, "accuracy": accuracy, **timing}
 
 
 def remember(record: Mapping[str, Any], cache_root: str | Path) -> dict[str, Any]:

@@ -127,3 +127,16 @@ def test_result_cache_needs_the_artifact(tmp_path):
     assert cache.get(key) == {"status": "ok"}
     artifact.rmdir()
     assert cache.get(key) is None
+
+
+def test_speedup_prefers_the_same_round_reference():
+    from segopt_core.pipeline.results import speedup_columns
+
+    paired = {"throughput_ips": 50.0, "reference_latency_ms": 30.0, "paired_latency_ms": 10.0}
+    assert speedup_columns(paired, reference_throughput=1.0) == {
+        "speedup_vs_torch_fp32": 3.0, "speedup_basis": "same-round"
+    }  # fmt: skip
+    assert speedup_columns({"throughput_ips": 50.0}, 25.0) == {
+        "speedup_vs_torch_fp32": 2.0, "speedup_basis": "separate"
+    }  # fmt: skip
+    assert speedup_columns({"throughput_ips": 50.0}, None) == {}
