@@ -140,3 +140,20 @@ def test_speedup_prefers_the_same_round_reference():
         "speedup_vs_torch_fp32": 2.0, "speedup_basis": "separate"
     }  # fmt: skip
     assert speedup_columns({"throughput_ips": 50.0}, None) == {}
+
+
+def test_recommendation_is_the_fastest_accepted_variant(rows, tmp_path):
+    from segopt_core.reports.recommend import recommendations, recommended_by_cell
+
+    rows = [{**r, "quality": "suspect", "quality_flags": "contended", "other_cpu_cores": 1.7}
+            if r["variant"] == "onnxruntime-fp32" and r["batch_size"] == 2 else r for r in rows]  # fmt: skip
+    recs = recommendations(rows_to_frame(rows))
+    # int8 is faster but rejected by the gate: onnxruntime-fp32 wins at both batch sizes
+    assert recs[["batch_size", "variant"]].values.tolist() == [[b, "onnxruntime-fp32"] for b in (1, 2)]
+    assert recommended_by_cell(rows_to_frame(rows)) == {"tiny-64-ade20k": "onnxruntime-fp32"}
+    report = write_report(rows, tmp_path / "reports", {**RUN, "machine": "box"})
+    text = report.summary.read_text()
+    assert text.index("## Recommendation") < text.index("## Accuracy and speed per model")
+    assert "| `onnxruntime-fp32` |" in text and "mIoU / fp32 mIoU 99.0 %" in text
+    assert "ratio vs fp32" not in text and "mIoU / fp32 mIoU (gated)" in text
+    assert "⚠ tiny-64-ade20k · `onnxruntime-fp32` · batch 2: other processes used 1.70 cores" in text
