@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,36 @@ def set_tracking_note(summary: str | Path, note: str) -> Path:
     text = path.read_text()
     head = text[: text.index(TRACKING_HEADING)] if TRACKING_HEADING in text else text.rstrip() + "\n\n"
     return write_text_atomic(path, f"{head}{TRACKING_HEADING}\n\n{note}\n")
+
+
+def artifact_markdown(summary: str, report_dir: str | Path, plots: Sequence[Path] = ()) -> str:
+    """summary.md for a UI that cannot resolve relative paths (Prefect): plots inlined as PNG data URIs
+    and a link to the report folder under the title."""
+    for plot in plots:
+        if Path(plot).is_file():
+            uri = "data:image/png;base64," + base64.b64encode(Path(plot).read_bytes()).decode()
+            summary = summary.replace(f"]({Path(plot).name})", f"]({uri})")
+    folder = Path(report_dir).resolve()
+    link = f"- Report folder: [{folder}]({folder.as_uri()}) (summary.md, results.parquet, plots)"
+    title, _, rest = summary.partition("\n\n")
+    return f"{title}\n\n{link}\n{rest}"
+
+
+def results_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The results as a few named columns (one row per model, variant and batch size) for a table view."""
+    out = []
+    for _, r in frame.sort_values(
+        ["model", "batch_size", "latency_ms_median"], na_position="last"
+    ).iterrows():
+        row = _plain(r)
+        measure = accuracy_label(row["accuracy_measure"]) if row["accuracy_measure"] else "accuracy vs fp32"
+        accuracy = f"{measure} {_pct(row['miou_ratio'])}" if row["miou_ratio"] is not None else "–"
+        gate = {True: "accepted", False: "rejected"}.get(row["accepted"], "–")
+        status = row["status"] if row["status"] == "ok" else f"{row['status']}: {row['error']}"
+        out.append({
+            "model": row["model"], "variant": row["variant"], "batch": row["batch_size"],
+            "p50 ms": _marked(row["latency_ms_median"], r), "img/s": _marked(row["throughput_ips"], r),
+            "speedup vs torch fp32": _speedup(r), "accuracy vs fp32": accuracy, "gate": gate,
+            "status": status,
+        })  # fmt: skip
+    return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import stat
 
 import pytest
 
@@ -157,3 +159,11 @@ def test_recommendation_is_the_fastest_accepted_variant(rows, tmp_path):
     assert "| `onnxruntime-fp32` |" in text and "mIoU / fp32 mIoU 99.0 %" in text
     assert "ratio vs fp32" not in text and "mIoU / fp32 mIoU (gated)" in text
     assert "⚠ tiny-64-ade20k · `onnxruntime-fp32` · batch 2: other processes used 1.70 cores" in text
+
+
+def test_report_files_get_the_usual_mode_not_0600(rows, tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    report = write_report(rows, tmp_path / "reports", {**RUN, "machine": "box"}, tmp_path / "history")
+    for path in [report.results, report.summary, *report.plots, report.history]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
