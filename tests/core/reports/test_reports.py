@@ -167,3 +167,12 @@ def test_report_files_get_the_usual_mode_not_0600(rows, tmp_path):
     report = write_report(rows, tmp_path / "reports", {**RUN, "machine": "box"}, tmp_path / "history")
     for path in [report.results, report.summary, *report.plots, report.history]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_plot_styles_never_repeat_and_pareto_front():
+    from segopt_core.reports.plots import pareto_front, variant_styles
+
+    styles = variant_styles([f"variant-{i}" for i in range(22)])
+    assert len(set(styles.values())) == 22 and len({colour for colour, _ in styles.values()}) == 22
+    points = [(1.0, 1.0), (2.0, 0.99), (1.5, 0.95), (40.0, 0.9), (3.0, 0.8)]
+    assert pareto_front(points) == [(1.0, 1.0), (2.0, 0.99), (40.0, 0.9)]
