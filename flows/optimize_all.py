@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 from flows.runners import runner_from_env, settle
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
 from segopt_core.benchmark.fingerprint import machine_summary
-from segopt_core.pipeline.jobs import ensure_demo_zoo, is_empty, plan_jobs, select_options
+from segopt_core.pipeline.jobs import default_sources, ensure_demo_zoo, is_empty, plan_jobs, select_options
 from segopt_core.pipeline.results import machine_id
 from segopt_core.settings import load_settings
 from tasks.benchmark import benchmark_variant, ensure_device_limit
@@ -85,7 +85,8 @@ def optimize_all(
 ) -> str:
     """Optimize, benchmark, verify and report every checkpoint under `paths`; returns the report folder.
 
-    paths: checkpoint files/folders (default <work_dir>/zoo); cells: cell-name filters;
+    paths: checkpoint files/folders (default: the B0 `segopt demo` trained, else <work_dir>/zoo);
+    cells: cell-name filters;
     backends/precisions: filters of the machine's default variants; variants: exact slugs
     (e.g. onnxruntime-fp32); data_dir: labelled validation set (else label-free agreement with fp32 on
     synthetic samples); limit: evaluation images; min_miou_ratio: the accuracy gate;
@@ -94,7 +95,9 @@ def optimize_all(
     settings = load_settings()
     work = Path(work_dir or settings.work_dir)
     reports = Path(report_dir or settings.reports_dir)
-    paths = paths or [str(work / "zoo")]
+    if not paths:  # the demo's trained B0 (and its labelled set) when `segopt demo` ran, else the zoo
+        paths, demo_data = default_sources(work)
+        data_dir = data_dir or demo_data
     batch_sizes = list(batch_sizes or DEFAULT_BATCH_SIZES)
     meta = run_meta("optimize-all", dict(flow_run.parameters))
     if demo_zoo_if_empty and is_empty(paths):
