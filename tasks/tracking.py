@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -186,7 +187,10 @@ def _log_dataset(client: Any, run_id: str, data_dir: str | None) -> None:
         return
     files = sorted(str(p.relative_to(data_dir)) for p in Path(data_dir).rglob("*") if p.is_file())
     frame = pd.DataFrame({"file": files[:10_000]})
-    dataset = mlflow.data.from_pandas(frame, source=str(Path(data_dir).resolve()), name=Path(data_dir).name)
+    with warnings.catch_warnings():  # mlflow registers its local source class twice and warns about it
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        source = str(Path(data_dir).resolve())
+        dataset = mlflow.data.from_pandas(frame, source=source, name=Path(data_dir).name)
     context = InputTag("mlflow.data.context", "evaluation")
     client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context])])
 
