@@ -18,6 +18,7 @@ import psutil
 OTHER_CPU_LIMIT_CORES = 0.5  # others' CPU use above half a core during the loop: the row is contended
 SPREAD_LIMIT = 5.0  # p99 above 5x the median: stalls, not the model (e.g. p50 34 ms, p99 307 ms)
 QUALITY_OK, QUALITY_SUSPECT = "ok", "suspect"
+PAIR_CONTENDED = "pair-contended"  # the same-round reference pair behind the row's speedup was contended
 
 
 def _load_1m() -> float | None:
@@ -100,4 +101,6 @@ def describe_quality(row: dict[str, Any]) -> str:
             parts.append(f"steal {row['cpu_steal_cores']:.2f} cores")
     if "spread" in flags and row.get("latency_ms_median"):
         parts.append(f"p99 {row['latency_ms_p99'] / row['latency_ms_median']:.1f}x p50")
+    if PAIR_CONTENDED in flags:
+        parts.append("the torch fp32 reference timed in the same rounds (the speedup) ran under contention")
     return "; ".join(parts)

@@ -69,7 +69,10 @@ _QUALITY = (
         "quality", "string", "ok | suspect (see quality_flags): may the timing be quoted; null if not run."
     ),
     Column(
-        "quality_flags", "string", "Why suspect: contended (others used > 0.5 core), spread (p99 > 5x p50)."
+        "quality_flags",
+        "string",
+        "Why suspect: contended (others used > 0.5 core), spread (p99 > 5x p50), pair-contended (flows: "
+        "the same-round reference pair behind the speedup ran under contention).",
     ),
     Column(
         "measure_attempts", "int64", "Timed loops run: 2 when the first was suspect and was measured again."

@@ -155,6 +155,12 @@ def paired_reference(
 ) -> dict[str, Any]:
     """Median latencies of the torch fp32 reference and of the variant, timed in alternating rounds."""
     from segopt_core.benchmark import interleaved_ab
+    from segopt_core.benchmark.contention import (
+        PAIR_CONTENDED,
+        QUALITY_SUSPECT,
+        ContentionProbe,
+        quality_flags,
+    )
     from segopt_core.checkpoints import load_checkpoint
     from segopt_core.predictor import TorchPredictor
 
@@ -171,9 +177,14 @@ def paired_reference(
     batch = np.random.default_rng(0).standard_normal((row["batch_size"], 3, h, w), dtype=np.float32)
     calls = {"reference": lambda: reference(batch), "variant": lambda: predictor(batch)}
     rounds = 5  # alternating rounds: a burst of load hits both; the order rotates each round
-    samples = interleaved_ab(calls, rounds, max(1, iters // rounds), warmup_iters=2)
+    with ContentionProbe() as probe:
+        samples = interleaved_ab(calls, rounds, max(1, iters // rounds), warmup_iters=2)
     medians = {name: round(float(np.median(s)) * 1e3, 3) for name, s in samples.items()}
-    return {"reference_latency_ms": medians["reference"], "paired_latency_ms": medians["variant"]}
+    paired = {"reference_latency_ms": medians["reference"], "paired_latency_ms": medians["variant"]}
+    if "contended" in quality_flags({"other_cpu_cores": probe.other_cpu_cores}):  # the speedup is suspect too
+        flags = ",".join(f for f in [row.get("quality_flags") or "", PAIR_CONTENDED] if f)
+        paired |= {"quality": QUALITY_SUSPECT, "quality_flags": flags}
+    return paired
 
 
 def benchmark_record_isolated(
