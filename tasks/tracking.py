@@ -89,15 +89,13 @@ def _epoch_ms(iso: Any) -> int | None:
 
 
 def _run_times(first: pd.Series) -> tuple[int | None, int | None]:
-    """(start, end) of the variant's work: build start, evaluation end (or build start + stage times)."""
+    """(start, end) of the variant's run: build start, then start + build, benchmark and evaluation time."""
     start = _epoch_ms(first["started_at"])
-    end = _epoch_ms(first["finished_at"])
-    if start is not None and end is None:
-        seconds = sum(
-            _number(first[k]) or 0.0 for k in ("build_seconds", "benchmark_seconds", "eval_seconds")
-        )
-        end = start + int(seconds * 1000)
-    return start, end
+    seconds = [_number(first[k]) for k in ("build_seconds", "benchmark_seconds", "eval_seconds")]
+    if start is None or all(v is None for v in seconds):
+        return start, _epoch_ms(first["finished_at"])
+    # the work itself, not the wall span: a variant waits minutes for the device slot and the other builds
+    return start, start + int(sum(v or 0.0 for v in seconds) * 1000)
 
 
 def _quality_tag(group: pd.DataFrame) -> str:
@@ -195,27 +193,39 @@ def _log_dataset(client: Any, run_id: str, data_dir: str | None) -> None:
     client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context])])
 
 
+def _p50(rows: pd.DataFrame, batch: int) -> str:
+    """'0.24 ms' at that batch size (⚠ when its row is suspect), '–' when not measured."""
+    row = rows[rows["batch_size"] == batch]
+    if row.empty or pd.isna(row["latency_ms_median"].iloc[0]):
+        return "–"
+    flag = " ⚠" if _text(row["quality"].iloc[0]) == "suspect" else ""
+    return f"{float(row['latency_ms_median'].iloc[0]):.2f}{flag}"
+
+
 def _recommendation_note(recs: pd.DataFrame, frame: pd.DataFrame, child_ids: dict, experiment: str) -> str:
     """The parent run's description: per cell, the variant to ship with its figures and a link to its run."""
     if recs.empty:
-        return "No variant passed the accuracy gate."
-    head = "| cell | batch | variant | p50 ms bs1 | p50 ms bs8 | speedup | accuracy | size MiB | artifact |"
-    lines = ["Recommended variants (fastest that passed the accuracy gate):", "", head, "|---" * 9 + "|"]
-    for _, r in recs.iterrows():
-        same = frame[(frame["checkpoint"] == r["checkpoint"]) & (frame["variant"] == r["variant"])]
-        p50 = {
-            int(b): v
-            for b, v in zip(same["batch_size"], same["latency_ms_median"], strict=True)
-            if not pd.isna(b)
-        }
+        return "No variant passed the accuracy gate: nothing to recommend."
+    first = recs.sort_values("batch_size").drop_duplicates(["model", "checkpoint"]).sort_values("model")
+    head = "| cell | ship | p50 ms bs1 | p50 ms bs8 | speedup | accuracy vs fp32 | size MiB | artifact |"
+    batch = int(first["batch_size"].min())
+    title = f"**Recommended** (fastest that passed the accuracy gate, at batch {batch}):"
+    lines = [title, "", head, "|---" * 8 + "|"]
+    for _, r in first.iterrows():
+        rows = frame[(frame["checkpoint"] == r["checkpoint"]) & (frame["variant"] == r["variant"])]
         link = f"#/experiments/{experiment}/runs/{child_ids.get((r['checkpoint'], r['variant']), '')}"
-        flag = " ⚠" if _text(r["quality"]) == "suspect" else ""
         lines.append(
-            f"| {r['model']} | {int(r['batch_size'])} | [{r['variant']}]({link}) | {p50.get(1, '–')}{flag} | "
-            f"{p50.get(8, '–')} | {_number(r['speedup_vs_torch_fp32']) or 0:.2f}× | "
+            f"| {r['model']} | [{r['variant']}]({link}) | {_p50(rows, 1)} | {_p50(rows, 8)} | "
+            f"{_number(r['speedup_vs_torch_fp32']) or 0:.2f}× | "
             f"{accuracy_label(r['accuracy_measure'])} {100 * (_number(r['miou_ratio']) or 0):.1f} % | "
             f"{_number(r['model_size_mb']) or 0:.2f} | `{r['artifact']}` |"
         )
+    others = recs.merge(first[["model", "checkpoint", "variant"]], how="left", on=["model", "checkpoint"],
+                        suffixes=("", "_first"))  # fmt: skip
+    others = others[others["variant"] != others["variant_first"]]
+    lines += [""] + [f"- at batch {int(r['batch_size'])}, {r['model']}: `{r['variant']}` is faster"
+                     for _, r in others.iterrows()]  # fmt: skip
+    lines.append("\n⚠: measured while the machine was busy (see summary.md, *Measurements to distrust*).")
     return "\n".join(lines)
 
 

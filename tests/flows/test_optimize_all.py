@@ -111,7 +111,7 @@ def test_mlflow_parent_and_nested_runs(first_run, story):
                [a.path for a in client.list_artifacts(c.info.run_id, "artifact")] for c in ok)  # fmt: skip
     parent = parents[0].data.tags
     assert parent["recommended.tiny-64-ade20k"] in VARIANTS and "cores" in parent["machine"]
-    assert "Recommended variants" in parent["mlflow.note.content"]
+    assert "**Recommended**" in parent["mlflow.note.content"]
     assert sum("segopt.recommended" in c.data.tags for c in ok) == 1
 
 

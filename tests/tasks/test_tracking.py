@@ -68,7 +68,7 @@ def test_parent_and_nested_runs_with_metrics(report, mlflow_uri, tmp_path):
     )
     assert parent.data.tags["recommended.tiny-64-ade20k"] == "onnxruntime-fp32"
     assert ort.data.tags["segopt.recommended"] == "bs1,bs2"
-    assert "onnxruntime-fp32" in parent.data.tags["mlflow.note.content"]
+    assert "[onnxruntime-fp32](#/experiments/" in parent.data.tags["mlflow.note.content"]
     (dataset,) = parent.inputs.dataset_inputs
     assert dataset.dataset.name == "data" and dataset.dataset.source_type == "local"
     files = {a.path for a in client.list_artifacts(parent_id)}
