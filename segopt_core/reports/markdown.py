@@ -175,14 +175,21 @@ def problems_table(frame: pd.DataFrame) -> str:
     return table(["model", "variant", "status", "checkpoint", "reason"], rows)
 
 
-def regressions_table(comparison: pd.DataFrame) -> str:
-    """Nightly comparison with the history; regressions in bold."""
+def regressions_table(comparison: pd.DataFrame, frame: pd.DataFrame | None = None) -> str:
+    """Nightly comparison with the history; regressions in bold, ⚠ when measured on a busy machine."""
     if comparison.empty:
         return "_Nothing to compare._"
+    suspect = set()
+    if frame is not None:
+        keys = ["model", "variant", "batch_size"]
+        bad = _ok(frame)[_ok(frame)["quality"].fillna("") == "suspect"]
+        suspect = {tuple(k) for k in bad[keys].itertuples(index=False)}
     rows = []
     for _, r in comparison.iterrows():
         change = None if pd.isna(r["latency_change"]) else f"{100 * r['latency_change']:+.1f} %"
         flag = "**REGRESSION**" if r["regression"] else ("no baseline" if not r["baseline_runs"] else "ok")
+        if (r["model"], r["variant"], r["batch_size"]) in suspect:
+            flag += f" {SUSPECT} busy machine"
         rows.append([r["model"], r["variant"], r["batch_size"], r["baseline_runs"], r["baseline_latency_ms"],
                      r["latency_ms_median"], change, flag])  # fmt: skip
     headers = ["model", "variant", "batch", "baseline runs", "baseline p50 ms", "p50 ms", "change", "verdict"]
@@ -214,7 +221,7 @@ def render_summary(
     """The whole summary.md; the tracking section is last so it can be rewritten after logging."""
     sections = [header(meta, frame)]
     if comparison is not None:
-        sections.append("## Comparison with previous runs\n\n" + regressions_table(comparison))
+        sections.append("## Comparison with previous runs\n\n" + regressions_table(comparison, frame))
     sections.insert(1, "## Recommendation\n\n" + recommendation_section(frame))
     sections.append("## Accuracy and speed per model\n\n" + accuracy_speed_tables(frame))
     sections.append("## Latency, throughput and memory per batch size\n\n" + batch_tables(frame))

@@ -176,3 +176,13 @@ def test_plot_styles_never_repeat_and_pareto_front():
     assert len(set(styles.values())) == 22 and len({colour for colour, _ in styles.values()}) == 22
     points = [(1.0, 1.0), (2.0, 0.99), (1.5, 0.95), (40.0, 0.9), (3.0, 0.8)]
     assert pareto_front(points) == [(1.0, 1.0), (2.0, 0.99), (40.0, 0.9)]
+
+
+def test_regression_measured_on_a_busy_machine_is_marked(rows):
+    from segopt_core.reports.markdown import regressions_table
+
+    frame = rows_to_frame([{**r, "quality": "suspect"} if r["variant"] == "torch-fp32" else r for r in rows])
+    comparison = compare_with_history(frame, frame.assign(run_id="old", latency_ms_median=1.0))
+    text = regressions_table(comparison, frame)
+    assert "| torch-fp32 | 1 | 1 | 1.00 | 10.00 | +900.0 % | **REGRESSION** ⚠ busy machine |" in text
+    assert "| onnxruntime-fp32 | 1 | 1 | 1.00 | 8.00 | +700.0 % | **REGRESSION** |" in text
