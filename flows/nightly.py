@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.optimize_all import DEFAULT_BATCH_SIZES, device_key, run_meta
+from flows.optimize_all import DEFAULT_BATCH_SIZES, device_key, new_run_id, run_meta
 from flows.runners import runner_from_env, settle
 from segopt_core.reports import RegressionPolicy
 from segopt_core.settings import load_settings
@@ -22,7 +22,7 @@ class RegressionDetected(RuntimeError):
     """A variant got slower than its recent history by more than the threshold."""
 
 
-@flow(name="nightly-benchmark", task_runner=runner_from_env(), log_prints=True)
+@flow(name="nightly-benchmark", flow_run_name=new_run_id, task_runner=runner_from_env(), log_prints=True)
 def nightly_benchmark(
     cells: list[str] | None = None,
     variants: list[str] | None = None,

@@ -4,6 +4,7 @@ report → MLflow."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import torch
@@ -12,7 +13,8 @@ from prefect.runtime import flow_run
 
 from flows.runners import runner_from_env, settle
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
-from segopt_core.pipeline.jobs import ensure_demo_zoo, is_empty, plan_jobs, select_options
+from segopt_core.benchmark.fingerprint import machine_summary
+from segopt_core.pipeline.jobs import default_sources, ensure_demo_zoo, is_empty, plan_jobs, select_options
 from segopt_core.pipeline.results import machine_id
 from segopt_core.settings import load_settings
 from tasks.benchmark import benchmark_variant, ensure_device_limit
@@ -23,6 +25,7 @@ from tasks.report import collect_rows, publish_report, write_report_task
 from tasks.tracking import track
 
 DEFAULT_BATCH_SIZES = (1, 4, 8)
+RUN_ID = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]+-[0-9a-z]{1,8}")
 
 
 def device_key(record: dict) -> str:
@@ -30,30 +33,39 @@ def device_key(record: dict) -> str:
     return device_concurrency_key((record.get("options") or {}).get("device", "cpu"))
 
 
-def new_run_id(flow_name: str) -> str:
-    """Report id: UTC time + the Prefect flow-run id prefix (unique per run, sortable)."""
+def new_run_id(flow_name: str | None = None) -> str:
+    """Report id: UTC time + flow name + the Prefect flow-run id prefix (unique per run, sortable).
+
+    Also the flows' `flow_run_name`, so the Prefect run, reports/<run-id>/ and MLflow share one name.
+    """
     suffix = (flow_run.get_id() or "local")[:8]
+    flow_name = flow_name or flow_run.get_flow_name() or "flow"
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{flow_name}-{suffix}"
+
+
+def current_run_id(flow_name: str) -> str:
+    """The flow run's name when `flow_run_name=new_run_id` set it, else a new run id."""
+    name = flow_run.get_name() or ""
+    return name if RUN_ID.fullmatch(name) else new_run_id(flow_name)
 
 
 def run_meta(flow_name: str, params: dict) -> dict:
     """Facts every row and the report carry: run id, flow run, machine."""
     fingerprint = machine_fingerprint()
-    cores = fingerprint.get("cpu_affinity_cores")
-    machine = f"{fingerprint.get('cpu_model')} ({cores} cores) {fingerprint.get('gpu_name') or 'no GPU'}"
     return {
-        "run_id": new_run_id(flow_name),
+        "run_id": current_run_id(flow_name),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "flow": flow_name,
         "flow_run_id": flow_run.get_id() or "",
         "machine_id": machine_id(fingerprint),
-        "machine": machine + f", torch {fingerprint.get('torch_version')}",
+        "machine": machine_summary(fingerprint) + f", torch {fingerprint.get('torch_version')}",
         "fingerprint": fingerprint,
         "params": params,
         "notes": [],
     }
 
 
-@flow(name="optimize-all", task_runner=runner_from_env(), log_prints=True)
+@flow(name="optimize-all", flow_run_name=new_run_id, task_runner=runner_from_env(), log_prints=True)
 def optimize_all(
     paths: list[str] | None = None,
     cells: list[str] | None = None,
@@ -73,7 +85,8 @@ def optimize_all(
 ) -> str:
     """Optimize, benchmark, verify and report every checkpoint under `paths`; returns the report folder.
 
-    paths: checkpoint files/folders (default <work_dir>/zoo); cells: cell-name filters;
+    paths: checkpoint files/folders (default: the B0 `segopt demo` trained, else <work_dir>/zoo);
+    cells: cell-name filters;
     backends/precisions: filters of the machine's default variants; variants: exact slugs
     (e.g. onnxruntime-fp32); data_dir: labelled validation set (else label-free agreement with fp32 on
     synthetic samples); limit: evaluation images; min_miou_ratio: the accuracy gate;
@@ -82,7 +95,9 @@ def optimize_all(
     settings = load_settings()
     work = Path(work_dir or settings.work_dir)
     reports = Path(report_dir or settings.reports_dir)
-    paths = paths or [str(work / "zoo")]
+    if not paths:  # the demo's trained B0 (and its labelled set) when `segopt demo` ran, else the zoo
+        paths, demo_data = default_sources(work)
+        data_dir = data_dir or demo_data
     batch_sizes = list(batch_sizes or DEFAULT_BATCH_SIZES)
     meta = run_meta("optimize-all", dict(flow_run.parameters))
     if demo_zoo_if_empty and is_empty(paths):

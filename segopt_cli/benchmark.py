@@ -31,6 +31,8 @@ SUMMARY_COLUMNS = [
     "first_call_ms",
     "peak_rss_mb",
     "model_size_mb",
+    "other_cpu_cores",
+    "quality",
 ]
 
 
@@ -242,6 +244,11 @@ def _emit(rows: Rows, as_json: bool, parquet: Path | None) -> None:
     for row in rows:
         if row["status"] != "ok":
             note = f"{row['variant']} batch {row['batch_size']}: {row['status']}: {row['error']}"
+            typer.secho(note, err=True, fg=typer.colors.YELLOW)
+        elif row.get("quality") == "suspect":
+            from segopt_core.benchmark.contention import describe_quality
+
+            note = f"{row['variant']} batch {row['batch_size']}: suspect timing: {describe_quality(row)}"
             typer.secho(note, err=True, fg=typer.colors.YELLOW)
 
 

@@ -11,7 +11,7 @@ from segopt_core.pipeline.stages import benchmark_record_isolated
 from segopt_core.variants import VariantSpec
 
 
-@task(name="ensure-device-limit")
+@task(name="ensure-device-limit", task_run_name="ensure-device-limit {name}")
 def ensure_device_limit(name: str) -> str:
     """Create (or reset to 1 slot) the global concurrency limit; Prefect never blocks on a missing one."""
     with get_client(sync_client=True) as client:

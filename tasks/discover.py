@@ -8,7 +8,7 @@ from segopt_core.pipeline.cache import ResultCache
 from segopt_core.pipeline.jobs import CheckpointRef, VariantJob, find_checkpoints
 
 
-@task(name="discover-checkpoints")
+@task(name="discover-checkpoints", task_run_name="discover-checkpoints")
 def discover_checkpoints(
     paths: list[str], cells: list[str] | None = None
 ) -> tuple[list[CheckpointRef], list[dict[str, str]]]:
@@ -16,7 +16,7 @@ def discover_checkpoints(
     return find_checkpoints(paths, cells)
 
 
-@task(name="load-cached-results")
+@task(name="load-cached-results", task_run_name="load-cached-results")
 def load_cached(jobs: list[VariantJob], cache_root: str) -> tuple[list[dict], list[VariantJob]]:
     """Records of jobs finished by an earlier run (artifact still present) and the jobs left to do."""
     cache = ResultCache(cache_root)

@@ -8,7 +8,7 @@ from segopt_core.pipeline.stages import EvalSource, evaluate_record, prepare_sam
 from segopt_core.variants import VariantSpec
 
 
-@task(name="prepare-samples")
+@task(name="prepare-samples", task_run_name="prepare-samples")
 def sample_source(
     work_dir: str, specs: list[VariantSpec], data_dir: str | None, limit: int | None
 ) -> EvalSource:

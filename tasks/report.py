@@ -8,20 +8,16 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from segopt_core.pipeline.gate import AccuracyGate
 from segopt_core.pipeline.results import records_to_rows
 from segopt_core.reports import RegressionPolicy, Report, read_results, write_report
-
-_TABLE_COLUMNS = (
-    "model", "variant", "batch_size", "status", "latency_ms_median", "throughput_ips",
-    "speedup_vs_torch_fp32", "miou_ratio", "accepted", "reused", "error",
-)  # fmt: skip
+from segopt_core.reports.markdown import artifact_markdown, results_table
 
 
-@task(name="collect-rows")
+@task(name="collect-rows", task_run_name="collect-rows")
 def collect_rows(records: list[dict], run: dict, min_miou_ratio: float) -> list[dict]:
     """One result row per variant × batch size, with speedups and the accuracy gate applied."""
     return records_to_rows(records, run, AccuracyGate(min_miou_ratio))
 
 
-@task(name="write-report")
+@task(name="write-report", task_run_name="write-report")
 def write_report_task(
     rows: list[dict],
     report_root: str,
@@ -33,10 +29,13 @@ def write_report_task(
     return write_report(rows, report_root, meta, history_root, regression)
 
 
-@task(name="publish-report")
+@task(name="publish-report", task_run_name="publish-report")
 def publish_report(report: Report, flow_name: str) -> None:
-    """The summary as a Prefect Markdown artifact and the key columns as a table artifact."""
-    create_markdown_artifact(markdown=report.summary.read_text(), key=f"{flow_name}-summary")
-    frame = read_results(report.results)
-    table = frame[list(_TABLE_COLUMNS)].astype(object).where(frame[list(_TABLE_COLUMNS)].notna(), None)
-    create_table_artifact(table=table.to_dict(orient="records"), key=f"{flow_name}-results")
+    """The summary (plots inlined) as a Prefect Markdown artifact and the key columns as a table artifact."""
+    markdown = artifact_markdown(report.summary.read_text(), report.dir, report.plots)
+    what = f"segopt {flow_name} {report.dir.name}"
+    description = f"{what}: recommendation, accuracy and speed per variant, plots"
+    create_markdown_artifact(markdown=markdown, key=f"{flow_name}-summary", description=description)
+    table = results_table(read_results(report.results))
+    create_table_artifact(table=table, key=f"{flow_name}-results",
+                          description=f"{what}: one row per model, variant and batch size")  # fmt: skip

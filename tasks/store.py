@@ -8,7 +8,7 @@ from segopt_core.pipeline.stored import stored_variants
 from segopt_core.variants import VariantSpec
 
 
-@task(name="list-artifacts")
+@task(name="list-artifacts", task_run_name="list-artifacts")
 def list_artifacts(
     store_root: str, cache_root: str, cells: list[str] | None = None, variants: list[str] | None = None
 ) -> list[tuple[dict, VariantSpec]]:

@@ -151,3 +151,16 @@ def machine_fingerprint() -> dict[str, Any]:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
         "allocator": detect_allocator(),
     }
+
+
+_ISA_NAMES = {"isa_avx2": "AVX2", "isa_avx512f": "AVX-512F", "isa_avx512_vnni": "AVX-512 VNNI",
+              "isa_avx_vnni": "AVX-VNNI", "isa_avx512_bf16": "AVX-512 BF16", "isa_amx": "AMX"}  # fmt: skip
+
+
+def machine_summary(fingerprint: dict[str, Any]) -> str:
+    """One line a person reads: 'CPU model · 2 of 2 cores · AVX2, AVX-512F · GPU' (no hostname)."""
+    isa = ", ".join(name for key, name in _ISA_NAMES.items() if fingerprint.get(key)) or "no AVX2"
+    usable, logical = fingerprint.get("cpu_affinity_cores"), fingerprint.get("cpu_logical_cores")
+    cores = f"{usable} of {logical} cores" if usable and usable != logical else f"{logical} cores"
+    gpu = fingerprint.get("gpu_name") or "no GPU"
+    return f"{fingerprint.get('cpu_model') or 'unknown CPU'} · {cores} · {isa} · {gpu}"

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: load and quality columns (rows measured under contention are flagged)
 STATUSES = ("ok", "oom", "failed", "skipped")
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
 _PY_TYPES: dict[str, tuple[type, ...]] = {
@@ -64,6 +64,26 @@ _TIMING = (
     Column("per_image_ms", "float64", "latency_ms_median / batch_size."),
     Column("throughput_ips", "float64", "Images per second: batch_size / median latency."),
 )
+_QUALITY = (
+    Column(
+        "quality", "string", "ok | suspect (see quality_flags): may the timing be quoted; null if not run."
+    ),
+    Column(
+        "quality_flags",
+        "string",
+        "Why suspect: contended (others used > 0.5 core), spread (p99 > 5x p50), pair-contended (flows: "
+        "the same-round reference pair behind the speedup ran under contention).",
+    ),
+    Column(
+        "measure_attempts", "int64", "Timed loops run: 2 when the first was suspect and was measured again."
+    ),
+    Column("load_avg_1m_before", "float64", "1-minute load average before this batch size ran."),
+    Column("load_avg_1m_after", "float64", "1-minute load average after the timed loop."),
+    Column("other_cpu_cores", "float64", "CPU used by other processes during the timed loop, in cores."),
+    Column(
+        "cpu_steal_cores", "float64", "CPU stolen by the hypervisor during the loop, cores; null if unknown."
+    ),
+)
 _MEMORY = (
     Column("rss_before_mb", "float64", "Process resident set size before this batch size ran, MiB."),
     Column("peak_rss_mb", "float64", "Process RSS high-water mark while this batch size ran, MiB."),
@@ -100,7 +120,7 @@ _MACHINE = (
     Column("segopt_commit", "string", "git commit of segopt (+'-dirty'), 'unknown' outside a checkout."),
 )
 
-COLUMNS: tuple[Column, ...] = _RUN + _TIMING + _MEMORY + _MACHINE
+COLUMNS: tuple[Column, ...] = _RUN + _TIMING + _QUALITY + _MEMORY + _MACHINE
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 ROW_SCHEMA = pa.schema(
     [pa.field(c.name, _ARROW_TYPES[c.type], nullable=True) for c in COLUMNS],

@@ -14,7 +14,8 @@ class TimingConfig:
     """How long to warm up and how long to measure.
 
     Warm-up runs until both `warmup_iters` calls and `warmup_min_s` seconds are done; the timed loop until
-    both `iters` calls and `min_time_s` seconds are done, capped at `max_iters` calls.
+    both `iters` calls and `min_time_s` seconds are done, capped at `max_iters` calls. A loop measured
+    under contention or with an absurd spread is run `remeasure` more times and the cleanest one kept.
     """
 
     warmup_iters: int = 10
@@ -22,6 +23,7 @@ class TimingConfig:
     iters: int = 50
     min_time_s: float = 0.0
     max_iters: int = 100_000  # stops a min_time_s loop around a call of ~0 s from running forever
+    remeasure: int = 1  # one more try usually escapes a short burst of load; a busy machine stays flagged
 
     def __post_init__(self) -> None:
         if self.warmup_iters < 0 or self.warmup_min_s < 0:
@@ -30,6 +32,8 @@ class TimingConfig:
             raise ValueError(f"iters and min_time_s must be >= 0 (got {self.iters}, {self.min_time_s})")
         if self.iters == 0 and self.min_time_s == 0:
             raise ValueError("nothing to measure: set iters >= 1 or min_time_s > 0")
+        if self.remeasure < 0:
+            raise ValueError(f"remeasure must be >= 0, got {self.remeasure}")
         if self.max_iters < max(1, self.iters):
             raise ValueError(f"max_iters={self.max_iters} is below iters={self.iters}; raise max_iters")
 

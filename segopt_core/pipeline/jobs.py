@@ -142,3 +142,22 @@ def ensure_demo_zoo(folder: str | Path) -> bool:
         return False
     init_zoo(Path(folder), tiny=True)
     return True
+
+
+def demo_model(work_dir: str | Path) -> Path | None:
+    """The B0 that `segopt demo` trained under work_dir (its best export, else latest); None when absent."""
+    for out in sorted((Path(work_dir) / "checkpoints").glob("b0-demo-*"), reverse=True):
+        for export in ("best", "latest"):
+            if (out / export / "config.json").is_file():
+                return out / export
+    return None
+
+
+def default_sources(work_dir: str | Path) -> tuple[list[str], str | None]:
+    """(paths, data_dir) for optimize-all without paths: the demo's trained B0 and its synthetic labelled
+    set when `segopt demo` ran (a real model: its variants' accuracy means something), else the zoo."""
+    model = demo_model(work_dir)
+    if model is None:
+        return [str(Path(work_dir) / "zoo")], None
+    data = Path(work_dir) / "data" / "synth-ade20k"
+    return [str(model)], str(data) if data.is_dir() else None

@@ -11,6 +11,7 @@ from segopt_core.pipeline.gate import AccuracyGate
 from segopt_core.reports.schema import COLUMN_NAMES, result_row
 
 REFERENCE = "torch-fp32"  # every speedup and accuracy ratio is relative to eager PyTorch fp32 (unfolded)
+ACCURACY_MEASURES = {"labels": "miou_ratio", "agreement": "miou_vs_fp32"}  # what miou_ratio is, per mode
 _MACHINE_KEYS = ("hostname", "cpu_model", "cpu_logical_cores", "gpu_name")
 
 
@@ -57,6 +58,7 @@ def accuracy_columns(
         deltas = {c: round(mine[c] - theirs[c], 6) for c in both}
         cols["per_class_iou_delta"] = json.dumps(deltas)
     cols["miou_ratio"] = None if ratio is None else round(ratio, 6)
+    cols["accuracy_measure"] = "" if ratio is None else ACCURACY_MEASURES[mode]
     cols["accepted"], cols["gate"] = gate.decide(cols["miou_ratio"])
     return cols
 
@@ -80,7 +82,10 @@ def record_rows(
         "cache_key": record.get("cache_key") or "",
         "artifact": record.get("artifact") or "",
         "reused": bool(record.get("reused")),
-        "build_seconds": record.get("build_seconds"),
+        **{
+            k: record.get(k)
+            for k in ("started_at", "finished_at", "build_seconds", "artifact_build_seconds", "benchmark_seconds", "eval_seconds")
+        },  # fmt: skip
         "status": record["status"],
         "error": record.get("error") or "",
     }
@@ -95,11 +100,20 @@ def record_rows(
         values.update(accuracy)
         if bench.get("status") not in (None, "ok"):  # e.g. an OOM at one batch size
             values["status"], values["error"] = bench["status"], bench.get("error") or ""
-        base_speed, speed = ref_speed.get(bench.get("batch_size")), bench.get("throughput_ips")
-        if base_speed and speed:
-            values["speedup_vs_torch_fp32"] = round(speed / base_speed, 4)
+        values.update(speedup_columns(bench, ref_speed.get(bench.get("batch_size"))))
         rows.append(result_row(**values))
     return rows
+
+
+def speedup_columns(bench: Mapping[str, Any], reference_throughput: float | None) -> dict[str, Any]:
+    """Speedup vs torch fp32: from the same-round pair when measured, else from the two separate runs."""
+    reference_ms, paired_ms = bench.get("reference_latency_ms"), bench.get("paired_latency_ms")
+    if reference_ms and paired_ms:
+        return {"speedup_vs_torch_fp32": round(reference_ms / paired_ms, 4), "speedup_basis": "same-round"}
+    speed = bench.get("throughput_ips")
+    if reference_throughput and speed:
+        return {"speedup_vs_torch_fp32": round(speed / reference_throughput, 4), "speedup_basis": "separate"}
+    return {}
 
 
 def records_to_rows(

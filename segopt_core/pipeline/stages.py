@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import functools
 import json
 import multiprocessing
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from segopt_core.pipeline.cache import ResultCache
-from segopt_core.pipeline.jobs import VariantJob
+from segopt_core.pipeline.jobs import REFERENCE_VARIANT, VariantJob
 from segopt_core.variants import VariantSpec
 
 # Not thread-safe within one process: torch.onnx.export and torch.compile (global exporter/compiler state,
@@ -96,6 +98,7 @@ def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None 
     from segopt_core.backends import ArtifactStore, BackendUnavailable
     from segopt_core.checkpoints import load_checkpoint
 
+    started, clock = _utc_now(), time.perf_counter()
     images = None
     if calib is not None and job.options.precision == "int8-static":
         images = calibration_images(calib, job.checkpoint.spec, job.options.calibration.num_images)
@@ -105,19 +108,36 @@ def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None 
             artifact = ArtifactStore(store_root).get_or_build(loaded, job.options, calib_images=images)
     except BackendUnavailable as exc:  # not a failure: this machine cannot run the backend
         return job.record("skipped", error=str(exc))
-    return job.record("ok", artifact=str(artifact.path), build_seconds=artifact.metadata.get("build_seconds"))
+    timing = {"started_at": started, "build_seconds": round(time.perf_counter() - clock, 3)}
+    timing["artifact_build_seconds"] = artifact.metadata.get("build_seconds")
+    return job.record("ok", artifact=str(artifact.path), **timing)
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def benchmark_record(
-    record: Mapping[str, Any], spec: VariantSpec, batch_sizes: Sequence[int], warmup: int, iters: int
+    record: Mapping[str, Any],
+    spec: VariantSpec,
+    batch_sizes: Sequence[int],
+    warmup: int,
+    iters: int,
+    same_round_reference: bool = True,
 ) -> dict[str, Any]:
-    """Benchmark a built variant at each batch size (flat rows in `bench_rows`)."""
+    """Benchmark a built variant at each batch size (flat rows in `bench_rows`).
+
+    With `same_round_reference`, the torch fp32 model of the same checkpoint is then timed in alternating
+    rounds with the variant at the smallest batch size, so the speedup compares numbers measured under the
+    same load (`reference_latency_ms`, `paired_latency_ms` on that row), not minutes apart.
+    """
     from segopt_core.backends import BackendUnavailable, load_predictor
     from segopt_core.benchmark import benchmark_loader
 
     options = record.get("options") or {}
+    loaded: list[Any] = []
     rows = benchmark_loader(
-        lambda: load_predictor(record["artifact"]),
+        lambda: loaded.append(load_predictor(record["artifact"])) or loaded[-1],
         spec,
         list(batch_sizes),
         variant=record["variant"],
@@ -129,7 +149,47 @@ def benchmark_record(
         checkpoint_sha256=record["checkpoint_sha256"],
         model_path=record["artifact"],
     )
+    first = rows[0] if rows else {}
+    if same_round_reference and loaded and first.get("status") == "ok":
+        rows[0] = {**first, **paired_reference(loaded[0], record, spec, first, iters)}
     return {**record, "bench_rows": rows}
+
+
+def paired_reference(
+    predictor: Any, record: Mapping[str, Any], spec: VariantSpec, row: Mapping[str, Any], iters: int
+) -> dict[str, Any]:
+    """Median latencies of the torch fp32 reference and of the variant, timed in alternating rounds."""
+    from segopt_core.benchmark import interleaved_ab
+    from segopt_core.benchmark.contention import (
+        PAIR_CONTENDED,
+        QUALITY_SUSPECT,
+        ContentionProbe,
+        quality_flags,
+    )
+    from segopt_core.checkpoints import load_checkpoint
+    from segopt_core.predictor import TorchPredictor
+
+    if record["variant"] == REFERENCE_VARIANT.slug:  # the reference itself: its own loop is the pair
+        return {
+            "reference_latency_ms": row["latency_ms_median"],
+            "paired_latency_ms": row["latency_ms_median"],
+        }
+    try:
+        reference = TorchPredictor(load_checkpoint(record["checkpoint"], spec).model)
+    except Exception as exc:  # the speedup falls back to the separately measured reference
+        return {"reference_error": f"{type(exc).__name__}: {exc}"}
+    h, w = spec.crop_size
+    batch = np.random.default_rng(0).standard_normal((row["batch_size"], 3, h, w), dtype=np.float32)
+    calls = {"reference": lambda: reference(batch), "variant": lambda: predictor(batch)}
+    rounds = 5  # alternating rounds: a burst of load hits both; the order rotates each round
+    with ContentionProbe() as probe:
+        samples = interleaved_ab(calls, rounds, max(1, iters // rounds), warmup_iters=2)
+    medians = {name: round(float(np.median(s)) * 1e3, 3) for name, s in samples.items()}
+    paired = {"reference_latency_ms": medians["reference"], "paired_latency_ms": medians["variant"]}
+    if "contended" in quality_flags({"other_cpu_cores": probe.other_cpu_cores}):  # the speedup is suspect too
+        flags = ",".join(f for f in [row.get("quality_flags") or "", PAIR_CONTENDED] if f)
+        paired |= {"quality": QUALITY_SUSPECT, "quality_flags": flags}
+    return paired
 
 
 def benchmark_record_isolated(
@@ -144,8 +204,9 @@ def benchmark_record_isolated(
     """
     from concurrent.futures.process import BrokenProcessPool
 
+    clock = time.perf_counter()
     try:
-        return (
+        done = (
             benchmark_pool()
             .submit(benchmark_record, dict(record), spec, list(batch_sizes), warmup, iters)
             .result()
@@ -153,6 +214,7 @@ def benchmark_record_isolated(
     except BrokenProcessPool:
         benchmark_pool.cache_clear()  # it died (killed, out of memory): the next variant gets a new one
         raise
+    return {**done, "benchmark_seconds": round(time.perf_counter() - clock, 3)}
 
 
 @functools.cache
@@ -170,6 +232,7 @@ def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSo
     from segopt_core.backends import load_predictor
     from segopt_core.evaluation import compare_predictions, evaluate
 
+    clock = time.perf_counter()
     with _TORCH_LOCK:
         predictor = load_predictor(record["artifact"])
     if record["backend"] in _TORCH_BACKENDS:
@@ -190,7 +253,8 @@ def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSo
         result = compare_predictions(reference, predictor, sample_images(source), spec)
         accuracy = {"eval_mode": "agreement", "eval_images": result["n_images"]}
         accuracy |= {k: result[k] for k in ("pixel_agreement", "miou_vs_reference")}
-    return {**record, "accuracy": accuracy}
+    timing = {"eval_seconds": round(time.perf_counter() - clock, 3), "finished_at": _utc_now()}
+    return {**record, "accuracy": accuracy, **timing}
 
 
 def remember(record: Mapping[str, Any], cache_root: str | Path) -> dict[str, Any]:

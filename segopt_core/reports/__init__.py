@@ -78,7 +78,7 @@ def write_report(
                                               regression.threshold)  # fmt: skip
             comparison_path = out / "comparison.csv"
             write_text_atomic(comparison_path, comparison.to_csv(index=False))
-    plots = write_plots(frame, out)
+    plots = write_plots(frame, out, gate=(meta.get("params") or {}).get("min_miou_ratio"))
     summary = write_text_atomic(out / "summary.md", render_summary(frame, meta, plots, comparison))
     flagged = 0 if comparison is None else int(comparison["regression"].sum())
     return Report(out, results, summary, plots, history, comparison_path, flagged)

@@ -16,7 +16,7 @@ import pyarrow as pa
 from segopt_core.benchmark.schema import COLUMNS as BENCHMARK_COLUMNS
 from segopt_core.benchmark.schema import Column
 
-RESULT_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 2  # 2: same-round reference, accuracy_measure, stage timings
 
 _ORCHESTRATION = (
     Column("run_id", "string", "Report id of the flow run (also the folder name under reports/)."),
@@ -29,8 +29,13 @@ _ORCHESTRATION = (
     Column("cache_key", "string", "Result-cache key: checkpoint sha256 + options + measurement settings."),
     Column("artifact", "string", "Path of the optimized artifact, '' when none was built."),
     Column("reused", "bool", "True when this row came from the result cache of an earlier run."),
+    Column("started_at", "string", "UTC time this variant's build started (ISO 8601), '' if unknown."),
+    Column("finished_at", "string", "UTC time this variant's evaluation finished (ISO 8601), '' if unknown."),
+    Column("build_seconds", "float64", "Time to build (or reuse) the artifact, s."),
+    Column("benchmark_seconds", "float64", "Time of the benchmark task (spawned process included), s."),
+    Column("eval_seconds", "float64", "Time of the accuracy check, s."),
     Column(
-        "build_seconds", "float64", "Seconds the artifact took to build and verify (compile time included)."
+        "artifact_build_seconds", "float64", "Seconds the artifact took to build, compile and verify when it was built."
     ),
 )
 _ACCURACY = (
@@ -38,13 +43,29 @@ _ACCURACY = (
     Column("eval_images", "int64", "Images the accuracy numbers are computed on."),
     Column("miou", "float64", "mIoU of this variant on the labelled set (labels mode), 0..1."),
     Column("miou_reference", "float64", "mIoU of the torch fp32 model on the same images (labels mode)."),
-    Column("miou_ratio", "float64", "miou / miou_reference (labels) or miou_vs_reference (agreement)."),
+    Column("miou_ratio", "float64", "The gated accuracy ratio: see accuracy_measure."),
+    Column(
+        "accuracy_measure",
+        "string",
+        "What miou_ratio is: miou_ratio (labels: miou / miou_reference) / "
+        "miou_vs_fp32 (agreement: mIoU taking fp32's predictions as labels) / ''.",
+    ),
     Column("pixel_agreement", "float64", "Fraction of pixels whose class equals the fp32 model's, 0..1."),
     Column("miou_vs_reference", "float64", "mIoU of this variant taking the fp32 predictions as labels."),
     Column("per_class_iou_delta", "string", "JSON {class: IoU - fp32 IoU} (labels mode), '' otherwise."),
     Column("accepted", "bool", "Accuracy gate passed (miou_ratio >= threshold); null when not evaluated."),
     Column("gate", "string", "Why the gate accepted/rejected the variant (threshold and value)."),
-    Column("speedup_vs_torch_fp32", "float64", "throughput / torch fp32 throughput at the same batch size."),
+    Column(
+        "speedup_vs_torch_fp32", "float64", "torch fp32 latency / this variant's latency: see speedup_basis."
+    ),
+    Column(
+        "speedup_basis",
+        "string",
+        "same-round (both timed in alternating rounds, same process and load) / "
+        "separate (throughputs measured in separate runs) / ''.",
+    ),
+    Column("reference_latency_ms", "float64", "torch fp32 median latency timed in the same rounds, ms."),
+    Column("paired_latency_ms", "float64", "This variant's median latency in those rounds, ms."),
 )
 
 COLUMNS: tuple[Column, ...] = (

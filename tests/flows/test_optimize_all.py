@@ -67,6 +67,8 @@ def test_failed_checkpoint_is_a_row_and_the_rest_finishes(first_run):
     ]  # fmt: skip
     assert (good["status"] == "ok").all() and (good["latency_ms_median"] > 0).all()
     assert (good["eval_mode"] == "agreement").all() and (good["pixel_agreement"] > 0.9).all()
+    assert (good["speedup_basis"] == "same-round").sum() == 2  # batch 1 of each; batch 2 from separate runs
+    assert good["other_cpu_cores"].notna().all() and good["quality"].isin(["ok", "suspect"]).all()
     assert good["accepted"].all() and not good["reused"].any()
     ort = good[(good["variant"] == "onnxruntime-fp32")]
     assert (
@@ -99,8 +101,18 @@ def test_mlflow_parent_and_nested_runs(first_run, story):
     )
     assert len(children) == 4
     ok = [c for c in children if c.info.status == "FINISHED"]
-    assert len(ok) == 2 and all("latency_p50_ms_bs2" in c.data.metrics for c in ok)
-    assert all("pixel_agreement" in c.data.metrics for c in ok)
+    assert len(ok) == 2 and all("latency_ms_p50_bs2" in c.data.metrics for c in ok)
+    assert not any("latency_ms_p50" in c.data.metrics for c in ok)  # no bare, batch-less names
+    assert all(c.data.metrics["accuracy_ratio"] > 0.9 for c in ok)
+    assert {c.data.params["accuracy_measure"] for c in ok} == {"miou_vs_fp32"}
+    assert {c.info.run_name for c in ok} == {f"{v} · tiny-64-ade20k" for v in VARIANTS}
+    assert all(c.info.end_time - c.info.start_time > 100 for c in ok)  # the work, not the logging
+    assert all(c.data.params["artifact"] and "artifact/metadata.json" in
+               [a.path for a in client.list_artifacts(c.info.run_id, "artifact")] for c in ok)  # fmt: skip
+    parent = parents[0].data.tags
+    assert parent["recommended.tiny-64-ade20k"] in VARIANTS and "cores" in parent["machine"]
+    assert "**Recommended**" in parent["mlflow.note.content"]
+    assert sum("segopt.recommended" in c.data.tags for c in ok) == 1
 
 
 def test_prefect_artifacts_published(first_run):
@@ -112,6 +124,21 @@ def test_prefect_artifacts_published(first_run):
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["optimize-all-summary"]))
         )
     assert any(first_run.name in str(a.data) for a in found)
+    mine = next(a for a in found if first_run.name in str(a.data))
+    assert "data:image/png;base64," in mine.data and "file://" in mine.data and mine.description
+
+
+def test_prefect_flow_run_is_named_by_the_run_id(first_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[first_run.name]))
+        )
+        assert len(runs) == 1
+        names = {t.name for t in client.read_task_runs() if t.flow_run_id == runs[0].id}
+    assert {"collect-rows", "write-report", "publish-report", "log-to-mlflow"} <= names
 
 
 def test_resume_reuses_finished_variants_on_dask(first_run, second_run):

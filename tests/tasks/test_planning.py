@@ -48,3 +48,14 @@ def test_task_runners():
     assert isinstance(make_task_runner("dask", "tcp://127.0.0.1:8786"), DaskTaskRunner)
     with pytest.raises(ValueError, match="valid: threads, dask"):
         make_task_runner("ray")
+
+
+def test_default_sources_prefer_the_demo_trained_b0(tmp_path):
+    from segopt_core.pipeline.jobs import default_sources
+
+    assert default_sources(tmp_path) == ([str(tmp_path / "zoo")], None)
+    best = tmp_path / "checkpoints" / "b0-demo-128" / "best"
+    best.mkdir(parents=True)
+    (best / "config.json").write_text("{}")
+    (tmp_path / "data" / "synth-ade20k").mkdir(parents=True)
+    assert default_sources(tmp_path) == ([str(best)], str(tmp_path / "data" / "synth-ade20k"))

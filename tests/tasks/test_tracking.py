@@ -38,26 +38,39 @@ def report(tmp_path):
     return write_report(rows, tmp_path / "reports", {**RUN, "machine": "test"}, tmp_path / "history")
 
 
-def test_parent_and_nested_runs_with_metrics(report, mlflow_uri):
+def test_parent_and_nested_runs_with_metrics(report, mlflow_uri, tmp_path):
     from mlflow import MlflowClient
 
-    parent_id = log_report(report, {**RUN, "fingerprint": {"hostname": "box"}})
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "images" / "a.jpg").write_bytes(b"x")
+    meta = {**RUN, "fingerprint": {"hostname": "box"}, "params": {"data_dir": str(tmp_path / "data")}}
+    parent_id = log_report(report, meta)
     client = MlflowClient(mlflow_uri)
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["prefect.flow_run_id"] == "fr-1"
     assert parent.data.tags["hostname"] == "box" and parent.data.metrics["variants_ok"] == 2
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
     assert sorted(c.info.run_name for c in children) == [
-        "tiny-64-ade20k/onnxruntime-fp32",
-        "tiny-64-ade20k/torch-fp32",
+        "onnxruntime-fp32 · tiny-64-ade20k",
+        "torch-fp32 · tiny-64-ade20k",
     ]
-    ort = next(c for c in children if c.info.run_name.endswith("onnxruntime-fp32"))
+    ort = next(c for c in children if c.info.run_name.startswith("onnxruntime-fp32"))
     assert ort.data.params["backend"] == "onnxruntime" and ort.data.params["batch_sizes"] == "1,2"
-    assert ort.data.metrics["latency_p50_ms_bs2"] == pytest.approx(10.0)
+    assert ort.data.metrics["latency_ms_p50_bs2"] == pytest.approx(10.0)
     assert ort.data.metrics["speedup_vs_torch_fp32_bs1"] == pytest.approx(2.0)
-    assert ort.data.metrics["miou_ratio"] == pytest.approx(0.99) and ort.data.metrics["accepted"] == 1.0
-    history = client.get_metric_history(ort.info.run_id, "throughput_ips")
-    assert sorted(m.step for m in history) == [1, 2]
+    assert ort.data.metrics["accuracy_ratio"] == pytest.approx(0.99) and ort.data.metrics["accepted"] == 1.0
+    assert (
+        ort.data.params["accuracy_measure"] == "miou_vs_fp32" and ort.data.metrics["pixel_agreement"] == 0.99
+    )
+    # every metric names its batch size: no bare latency/throughput/speedup that silently means the last one
+    assert not {"latency_ms_p50", "throughput_ips", "speedup_vs_torch_fp32", "miou_ratio"} & set(
+        ort.data.metrics
+    )
+    assert parent.data.tags["recommended.tiny-64-ade20k"] == "onnxruntime-fp32"
+    assert ort.data.tags["segopt.recommended"] == "bs1,bs2"
+    assert "[onnxruntime-fp32](#/experiments/" in parent.data.tags["mlflow.note.content"]
+    (dataset,) = parent.inputs.dataset_inputs
+    assert dataset.dataset.name == "data" and dataset.dataset.source_type == "local"
     files = {a.path for a in client.list_artifacts(parent_id)}
     assert {"results.parquet", "summary.md", "speedup.png"} <= files
     assert f"parent run `{parent_id}`" in report.summary.read_text()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import stat
 
 import pytest
 
@@ -127,3 +129,60 @@ def test_result_cache_needs_the_artifact(tmp_path):
     assert cache.get(key) == {"status": "ok"}
     artifact.rmdir()
     assert cache.get(key) is None
+
+
+def test_speedup_prefers_the_same_round_reference():
+    from segopt_core.pipeline.results import speedup_columns
+
+    paired = {"throughput_ips": 50.0, "reference_latency_ms": 30.0, "paired_latency_ms": 10.0}
+    assert speedup_columns(paired, reference_throughput=1.0) == {
+        "speedup_vs_torch_fp32": 3.0, "speedup_basis": "same-round"
+    }  # fmt: skip
+    assert speedup_columns({"throughput_ips": 50.0}, 25.0) == {
+        "speedup_vs_torch_fp32": 2.0, "speedup_basis": "separate"
+    }  # fmt: skip
+    assert speedup_columns({"throughput_ips": 50.0}, None) == {}
+
+
+def test_recommendation_is_the_fastest_accepted_variant(rows, tmp_path):
+    from segopt_core.reports.recommend import recommendations, recommended_by_cell
+
+    rows = [{**r, "quality": "suspect", "quality_flags": "contended", "other_cpu_cores": 1.7}
+            if r["variant"] == "onnxruntime-fp32" and r["batch_size"] == 2 else r for r in rows]  # fmt: skip
+    recs = recommendations(rows_to_frame(rows))
+    # int8 is faster but rejected by the gate: onnxruntime-fp32 wins at both batch sizes
+    assert recs[["batch_size", "variant"]].values.tolist() == [[b, "onnxruntime-fp32"] for b in (1, 2)]
+    assert recommended_by_cell(rows_to_frame(rows)) == {"tiny-64-ade20k": "onnxruntime-fp32"}
+    report = write_report(rows, tmp_path / "reports", {**RUN, "machine": "box"})
+    text = report.summary.read_text()
+    assert text.index("## Recommendation") < text.index("## Accuracy and speed per model")
+    assert "| `onnxruntime-fp32` |" in text and "mIoU / fp32 mIoU 99.0 %" in text
+    assert "ratio vs fp32" not in text and "mIoU / fp32 mIoU (gated)" in text
+    assert "⚠ tiny-64-ade20k · `onnxruntime-fp32` · batch 2: other processes used 1.70 cores" in text
+
+
+def test_report_files_get_the_usual_mode_not_0600(rows, tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    report = write_report(rows, tmp_path / "reports", {**RUN, "machine": "box"}, tmp_path / "history")
+    for path in [report.results, report.summary, *report.plots, report.history]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_plot_styles_never_repeat_and_pareto_front():
+    from segopt_core.reports.plots import pareto_front, variant_styles
+
+    styles = variant_styles([f"variant-{i}" for i in range(22)])
+    assert len(set(styles.values())) == 22 and len({colour for colour, _ in styles.values()}) == 22
+    points = [(1.0, 1.0), (2.0, 0.99), (1.5, 0.95), (40.0, 0.9), (3.0, 0.8)]
+    assert pareto_front(points) == [(1.0, 1.0), (2.0, 0.99), (40.0, 0.9)]
+
+
+def test_regression_measured_on_a_busy_machine_is_marked(rows):
+    from segopt_core.reports.markdown import regressions_table
+
+    frame = rows_to_frame([{**r, "quality": "suspect"} if r["variant"] == "torch-fp32" else r for r in rows])
+    comparison = compare_with_history(frame, frame.assign(run_id="old", latency_ms_median=1.0))
+    text = regressions_table(comparison, frame)
+    assert "| torch-fp32 | 1 | 1 | 1.00 | 10.00 | +900.0 % | **REGRESSION** ⚠ busy machine |" in text
+    assert "| onnxruntime-fp32 | 1 | 1 | 1.00 | 8.00 | +700.0 % | **REGRESSION** |" in text
