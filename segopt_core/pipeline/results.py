@@ -12,6 +12,14 @@ from segopt_core.reports.schema import COLUMN_NAMES, result_row
 
 REFERENCE = "torch-fp32"  # every speedup and accuracy ratio is relative to eager PyTorch fp32 (unfolded)
 ACCURACY_MEASURES = {"labels": "miou_ratio", "agreement": "miou_vs_fp32"}  # what miou_ratio is, per mode
+_TIMING_KEYS = (
+    "started_at",
+    "finished_at",
+    "build_seconds",
+    "artifact_build_seconds",
+    "benchmark_seconds",
+    "eval_seconds",
+)
 _MACHINE_KEYS = ("hostname", "cpu_model", "cpu_logical_cores", "gpu_name")
 
 
@@ -82,10 +90,7 @@ def record_rows(
         "cache_key": record.get("cache_key") or "",
         "artifact": record.get("artifact") or "",
         "reused": bool(record.get("reused")),
-        **{
-            k: record.get(k)
-            for k in ("started_at", "finished_at", "build_seconds", "artifact_build_seconds", "benchmark_seconds", "eval_seconds")
-        },  # fmt: skip
+        **{k: record.get(k) for k in _TIMING_KEYS},
         "status": record["status"],
         "error": record.get("error") or "",
     }

@@ -34,9 +34,7 @@ _ORCHESTRATION = (
     Column("build_seconds", "float64", "Time to build (or reuse) the artifact, s."),
     Column("benchmark_seconds", "float64", "Time of the benchmark task (spawned process included), s."),
     Column("eval_seconds", "float64", "Time of the accuracy check, s."),
-    Column(
-        "artifact_build_seconds", "float64", "Seconds the artifact took to build, compile and verify when it was built."
-    ),
+    Column("artifact_build_seconds", "float64", "Time the artifact took to build, compile and verify, s."),
 )
 _ACCURACY = (
     Column("eval_mode", "string", "labels (mIoU on a labelled set) | agreement (vs fp32, no labels) | none."),
