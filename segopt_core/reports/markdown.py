@@ -56,8 +56,9 @@ def accuracy_speed_tables(frame: pd.DataFrame) -> str:
             best = group[group["variant"] == r["variant"]]["throughput_ips"].max()
             accuracy = r["miou"] if r["eval_mode"] == "labels" else r["pixel_agreement"]
             verdict = "–" if r["accepted"] is pd.NA else ("accepted" if r["accepted"] else "**rejected**")
+            variant = f"{r['variant']} (reused)" if r["reused"] is True else r["variant"]
             rows.append(
-                [r["variant"], r["precision"], accuracy, _pct(r["miou_ratio"]), verdict, r["throughput_ips"],
+                [variant, r["precision"], accuracy, _pct(r["miou_ratio"]), verdict, r["throughput_ips"],
                  r["speedup_vs_torch_fp32"], best]
             )  # fmt: skip
         mode = group["eval_mode"].iloc[0]
