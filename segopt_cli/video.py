@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from segopt_cli.common import fail
+
 
 def _parse_hw(text: str | None) -> tuple[int, int] | None:
     """'512x896' -> (512, 896)."""
@@ -17,11 +19,6 @@ def _parse_hw(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         raise typer.BadParameter(f"expected HxW such as 512x896, got {text!r}") from None
     return h, w
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 def video(
@@ -98,7 +95,7 @@ def video(
             gt_masks=gt_masks,
         )
     except (VideoError, ValueError, KeyError, typer.BadParameter) as exc:
-        _fail(str(exc).strip("'\""))
+        fail(str(exc).strip("'\""))
         return
     typer.echo(
         json.dumps({"performance": result["performance"], "consistency": result["consistency"]}, indent=2)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from segopt_core.atomic import write_json_atomic
 from segopt_core.backends.errors import ArtifactError, CalibrationError
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions
@@ -100,13 +101,6 @@ def file_records(folder: Path) -> dict[str, dict]:
             "sha256": sha256_bytes_file(path),
         }
     return records
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON via a temp file in the same folder + os.replace."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def read_metadata(folder: str | Path) -> dict:
@@ -264,7 +258,7 @@ class ArtifactStore:
         meta["files"] = file_records(tmp)
         meta["size_bytes"] = sum(rec["size"] for rec in meta["files"].values())
         meta["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        write_json_atomic(tmp / METADATA_FILE, meta)
+        write_json_atomic(tmp / METADATA_FILE, meta, sort_keys=True)
         return meta
 
     def artifacts(self) -> list[Artifact]:

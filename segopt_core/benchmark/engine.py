@@ -22,6 +22,7 @@ from segopt_core.benchmark.timing import (
     timed_loop,
     warm_up,
 )
+from segopt_core.errors import SegoptError
 from segopt_core.predictor import Predictor
 from segopt_core.variants import VariantSpec
 
@@ -40,7 +41,7 @@ _OOM_MARKERS = (
 RowCallback = Callable[[dict[str, Any]], None]
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(SegoptError, ValueError):
     """The benchmark was asked for something it cannot measure."""
 
 

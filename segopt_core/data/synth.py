@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segopt_core.errors import SegoptError
 from segopt_core.variants import ADE20K, CITYSCAPES, IGNORE_INDEX
 
 SYNTH_CLASSES = ("road", "sidewalk", "building", "vegetation", "sky", "person", "car")
@@ -29,7 +30,7 @@ CITYSCAPES_LABEL_IDS = (7, 8, 11, 21, 23, 24, 26)  # official labelIds of the sa
 SYNTH_LAYOUTS = ("ade20k", "cityscapes", "folder")
 
 
-class SynthError(ValueError):
+class SynthError(SegoptError, ValueError):
     """Bad synthetic-data request (unknown layout, tiny size, existing output)."""
 
 

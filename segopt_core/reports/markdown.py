@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from segopt_core.pipeline.cache import write_text_atomic
+from segopt_core.atomic import write_text_atomic
 
 TRACKING_HEADING = "## Tracking"
 
