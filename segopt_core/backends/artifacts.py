@@ -230,16 +230,16 @@ class ArtifactStore:
                 return Artifact(folder, check_artifact(folder), reused=True)
             except ArtifactError:
                 pass  # missing or broken: (re)build below
-        return self._build(model, spec, sha256, options, calib, folder)
+        return self._build(model, spec, sha256, options, calib, folder, force)
 
-    def _build(self, model, spec, sha256, options, calib, folder: Path) -> Artifact:
+    def _build(self, model, spec, sha256, options, calib, folder: Path, force: bool = False) -> Artifact:
         """Build in a temp sibling, verify, write metadata, then rename into place."""
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
             meta = self._build_into(model, spec, sha256, options, calib, tmp)
-            return Artifact(_publish(tmp, folder), meta)
+            return Artifact(_publish(tmp, folder, replace_valid=force), meta)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -323,10 +323,16 @@ def _base_metadata(spec: VariantSpec, sha256: str, options: VariantOptions, cali
     }
 
 
-def _publish(tmp: Path, folder: Path) -> Path:
-    """Rename a finished build into place, replacing a broken folder; a concurrent valid one wins."""
+def _publish(tmp: Path, folder: Path, replace_valid: bool = False) -> Path:
+    """Rename a finished build into place, replacing a broken folder; a concurrent valid one wins.
+
+    The valid folder stays (a reader may have it open) and the new build is discarded by the caller;
+    `replace_valid` (a forced rebuild) replaces it anyway.
+    """
     trash = None
     if folder.exists():
+        if not replace_valid and _is_valid(folder):
+            return folder
         trash = folder.parent / f".trash-{folder.name}-{uuid.uuid4().hex[:8]}"
         os.replace(folder, trash)
     try:
@@ -336,6 +342,14 @@ def _publish(tmp: Path, folder: Path) -> Path:
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
     return folder
+
+
+def _is_valid(folder: Path) -> bool:
+    try:
+        check_artifact(folder)
+    except ArtifactError:
+        return False
+    return True
 
 
 def load_predictor(artifact: str | Path | Artifact, *, num_threads: int | None = None):

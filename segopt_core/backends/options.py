@@ -11,6 +11,7 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PRESETS = ("segformer-safe",)
 DEVICES = ("cpu", "cuda")
+CUDA_ONLY_BACKENDS = ("tensorrt",)  # their variants need no "-cuda" in the name
 
 # Which precisions each backend implements (anything else is a user error, not a skip).
 SUPPORTED = {
@@ -93,8 +94,8 @@ class VariantOptions:
             parts.append("per-tensor")
         if self.fold_decode_head:
             parts.append("folded")
-        if self.device == "cuda" and self.backend == "onnxruntime":
-            parts.append("cuda")
+        if self.device == "cuda" and self.backend not in CUDA_ONLY_BACKENDS:
+            parts.append("cuda")  # apart from the same variant on the CPU (e.g. the torch-fp32 reference)
         return "-".join(parts)
 
     def to_dict(self) -> dict:
