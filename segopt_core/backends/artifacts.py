@@ -75,10 +75,6 @@ class Artifact:
         """Size on disk of the model files."""
         return int(self.metadata["size_bytes"])
 
-    def predictor(self, num_threads: int | None = None):
-        """Load it as a Predictor."""
-        return load_predictor(self.path, num_threads=num_threads)
-
 
 # --- files and metadata --------------------------------------------------------------------------------
 

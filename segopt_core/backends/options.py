@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from segopt_core.cpuinfo import cpu_has_any
+
 BACKENDS = ("torch", "torch-compile", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -122,22 +124,12 @@ def cpu_supports_bf16() -> bool:
 
     if torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX"):  # not all builds report these
         return True
-    return _cpuinfo_has("avx512_bf16", "amx_bf16")
+    return cpu_has_any("avx512_bf16", "amx_bf16")
 
 
 def cpu_has_int8_dot() -> bool:
     """True when the CPU has int8 dot-product instructions (VNNI or AMX), where INT8 beats fp32 compute."""
-    return _cpuinfo_has("avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def _cpuinfo_has(*flags: str) -> bool:
-    """True when /proc/cpuinfo names any of the flags (False where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError:
-        return False
-    return any(flag in text for flag in flags)
+    return cpu_has_any("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def pt2e_installed() -> bool:

@@ -253,7 +253,9 @@ def _artifact_param_count(path: str | Path | None) -> int | None:
 
 def _param_count(module: nn.Module | None) -> int | None:
     """Parameter count of the module, None without one."""
-    return None if module is None else sum(p.numel() for p in module.parameters())
+    from segopt_core.models import parameter_count
+
+    return None if module is None else parameter_count(module)
 
 
 def _measure_into(

@@ -165,3 +165,18 @@ def test_a_broken_folder_is_replaced_and_force_replaces_a_valid_one(built, tiny_
     inode = rebuilt.path.stat().st_ino
     forced = store.get_or_build(tiny_model, TORCH_FP32, spec=tiny_spec, force=True)
     assert not forced.reused and forced.path.stat().st_ino != inode
+
+
+@pytest.mark.parametrize("kind", ["hf", "mmseg"])
+def test_source_weights_rebuild_the_same_model(tmp_path, tiny_spec, kind):
+    """load_source builds the empty model with the checkpoint loader's builder, for either head."""
+    from segopt_core.backends.source import load_source, save_source, spec_to_dict
+    from segopt_core.checkpoints import build_mmseg_model
+
+    inner = build_mmseg_model(tiny_spec, seed=2) if kind == "mmseg" else build_hf_model(tiny_spec, seed=2)
+    model = LogitsModel(inner).eval()
+    meta = {**save_source(model, tmp_path), "spec": spec_to_dict(tiny_spec)}
+    loaded, spec = load_source(tmp_path, meta)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert meta["model_kind"] == kind and spec == tiny_spec and torch.equal(loaded(x), model(x))
