@@ -107,12 +107,11 @@ def _calibration(run: Run, plans: list[Plan], spec):
     """Preprocessed calibration images from --calib-data when an int8-static variant is asked for."""
     if run.calib_data is None or not any(p.precision == "int8-static" for p in plans):
         return None
-    from segopt_core.data import DatasetError
-    from segopt_core.pipeline.stages import EvalSource, calibration_images
+    from segopt_core.backends.calibration import load_calibration_images
 
     try:
-        return calibration_images(EvalSource(data_dir=str(run.calib_data)), spec)
-    except (DatasetError, OSError) as exc:
+        return load_calibration_images(run.calib_data, spec, 32)
+    except (ValueError, OSError) as exc:
         fail(f"--calib-data {run.calib_data}: {exc}")
 
 

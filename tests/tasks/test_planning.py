@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from flows.runners import make_task_runner
+from segopt_core.backends import CalibrationError
 from segopt_core.errors import OptionError, SegoptError
 from segopt_core.pipeline.jobs import CheckpointRef, check_run_options, plan_jobs, select_options
 from segopt_core.variants import tiny_cell
@@ -97,3 +99,15 @@ def test_cell_patterns_of_matrix_and_custom_cells_are_accepted(pattern):
     assert [o.slug for o in check_run_options([pattern], None, None, ["torch-fp32"], [1, 4])] == [
         "torch-fp32"
     ]
+
+
+def test_calibration_images_of_optimize_all_use_the_one_calibration_loader(tmp_path, tiny_spec):
+    from segopt_core.data import synth_dataset
+    from segopt_core.pipeline.stages import EvalSource, calibration_images
+
+    data = synth_dataset(tmp_path / "ade", "ade20k", n_train=0, n_val=3, size=(48, 80), seed=0)
+    batch = calibration_images(EvalSource(data_dir=str(data)), tiny_spec, count=8)  # no train split: val
+    assert batch.shape == (3, 3, 64, 64) and batch.dtype == np.float32
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError, match="no images found"):
+        calibration_images(EvalSource(samples_dir=str(tmp_path / "empty")), tiny_spec)
