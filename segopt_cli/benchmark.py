@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from segopt_cli.common import fail, parse_batch_sizes, split_list
+from segopt_cli.common import fail, parse_batch_sizes, parse_size, split_list
 
 Rows = list[dict[str, Any]]
 # Columns of the table printed when neither --json nor --parquet is given.
@@ -72,17 +72,6 @@ class Plan:
 def _names(text: str, flag: str) -> list[str]:
     """A non-empty comma-separated list of names."""
     return split_list(text) or fail(f"{flag} is empty; give a comma-separated list")
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (h, w)."""
-    try:
-        h, w = (int(p) for p in text.lower().split("x"))
-    except ValueError:
-        fail(f"size {text!r} is not HxW (e.g. 512x512)")
-    if h < 1 or w < 1:
-        fail(f"size {text!r} must be positive")
-    return h, w
 
 
 def _variant_plans(backends: list[str], precisions: list[str], device: str, fold: bool) -> list[Plan]:
@@ -270,7 +259,7 @@ def benchmark_command(
         import torch
 
         torch.set_num_threads(threads)
-    size = _parse_size(input_size) if input_size else None
+    size = parse_size(input_size, "--input-size") if input_size else None
     run = Run(tuple(parse_batch_sizes(batch_sizes)), timing, scope, images, size, threads, calib_data)
     plans = []
     if checkpoint is not None:

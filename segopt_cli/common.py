@@ -47,6 +47,17 @@ def parse_batch_sizes(text: str, flag: str = "--batch-sizes") -> list[int]:
     return sizes
 
 
+def parse_size(text: str, flag: str) -> tuple[int, int]:
+    """'HxW' (or 'H,W') -> (h, w); a one-line error unless both are positive integers."""
+    try:
+        height, width = (int(p) for p in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        fail(f"{flag} {text!r} is not HxW (e.g. 512x512)")
+    if height < 1 or width < 1:
+        fail(f"{flag} {text!r} must be positive")
+    return height, width
+
+
 def check_positive(value: int | None, flag: str) -> None:
     """A one-line error unless an optional integer option is at least 1."""
     if value is not None and value < 1:

@@ -9,21 +9,11 @@ from pathlib import Path
 
 import typer
 
-from segopt_cli.common import check_positive, fail
+from segopt_cli.common import check_positive, fail, parse_size
 
 data_app = typer.Typer(
     help="Datasets: synthetic data in real layouts, synthetic videos, checks.", no_args_is_help=True
 )
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    """'HxW' or 'H,W' -> (h, w)."""
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        height, width = (int(p) for p in parts)
-    except ValueError:
-        fail(f"size {text!r} is not HxW (e.g. 128x128)")
-    return height, width
 
 
 @data_app.command("synth")
@@ -40,8 +30,9 @@ def synth_command(
     from segopt_core.data.synth import SYNTH_CLASSES, synth_dataset
 
     start = time.perf_counter()
+    hw = parse_size(size, "--size")
     try:
-        root = synth_dataset(out, layout, n_train, n_val, _parse_size(size), seed, overwrite, progress=True)
+        root = synth_dataset(out, layout, n_train, n_val, hw, seed, overwrite, progress=True)
     except (ValueError, OSError) as err:
         fail(str(err))
     typer.echo(
@@ -66,9 +57,9 @@ def synth_video_command(
     """Write a short synthetic video with moving, occluding objects and per-frame ground-truth masks."""
     from segopt_core.data.video_synth import synth_video
 
-    cut = None if scene_cut_at == 0 else scene_cut_at
+    cut, hw = None if scene_cut_at == 0 else scene_cut_at, parse_size(size, "--size")
     try:
-        video = synth_video(out, frames, _parse_size(size), fps, seed, cut, pan, label_space)
+        video = synth_video(out, frames, hw, fps, seed, cut, pan, label_space)
     except (ValueError, RuntimeError, OSError) as err:
         fail(str(err))
     typer.echo(
@@ -164,7 +155,11 @@ def evaluate_command(
     try:
         dataset = open_dataset(data, split, layout, strict=strict)
         loaded, predictor = _load(checkpoint, cell)
-        spec = loaded.spec if test_scale is None else replace(loaded.spec, test_scale=_parse_size(test_scale))
+        spec = (
+            loaded.spec
+            if test_scale is None
+            else replace(loaded.spec, test_scale=parse_size(test_scale, "--test-scale"))
+        )
         result = evaluate(
             predictor, dataset, spec, mode, limit, progress=True, batch_size=batch_size
         ).to_dict()

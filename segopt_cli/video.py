@@ -7,18 +7,7 @@ from pathlib import Path
 
 import typer
 
-from segopt_cli.common import fail
-
-
-def _parse_hw(text: str | None) -> tuple[int, int] | None:
-    """'512x896' -> (512, 896)."""
-    if not text:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(f"expected HxW such as 512x896, got {text!r}") from None
-    return h, w
+from segopt_cli.common import fail, parse_size
 
 
 def video(
@@ -72,7 +61,7 @@ def video(
             mode=mode,
             batch_size=batch_size,
             input_short=input_short,
-            input_hw=_parse_hw(input_size),
+            input_hw=parse_size(input_size, "--input-size") if input_size else None,
             progress=True,
         )
         style = OverlayStyle(opacity=opacity, legend=legend, side_by_side=side_by_side)
