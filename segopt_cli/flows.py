@@ -34,10 +34,10 @@ def optimize_all_command(
     paths: list[Path] = typer.Argument(None, help="Checkpoint files/folders (default <work-dir>/zoo)."),
     cells: list[str] = typer.Option(None, "--cells", help="Cell-name patterns (repeat or comma-separate)."),
     backends: list[str] = typer.Option(
-        None, "--backends", help="torch, torch-compile, onnxruntime, tensorrt."
+        None, "--backends", help="Backends, e.g. torch,onnxruntime (a wrong name lists the valid ones)."
     ),
     precisions: list[str] = typer.Option(
-        None, "--precisions", help="fp32, fp16, bf16, int8-dynamic, int8-static."
+        None, "--precisions", help="Precisions, e.g. fp32,int8-dynamic (a wrong name lists the valid ones)."
     ),
     variants: list[str] = typer.Option(
         None, "--variants", help="Exact variant names, e.g. onnxruntime-fp32."

@@ -12,8 +12,8 @@ from segopt_cli.common import fail
 
 def optimize_command(
     checkpoint: Path = typer.Argument(..., help="SegFormer checkpoint (HF folder, .safetensors, .pth)."),
-    backend: str = typer.Option("onnxruntime", help="torch | torch-compile | onnxruntime | tensorrt"),
-    precision: str = typer.Option("fp32", help="fp32 | fp16 | bf16 | int8-dynamic | int8-static"),
+    backend: str = typer.Option("onnxruntime", help="Backend, e.g. onnxruntime (a wrong one lists all)."),
+    precision: str = typer.Option("fp32", help="Precision, e.g. int8-dynamic (a wrong one lists all)."),
     preset: str | None = typer.Option(
         None, help="segformer-safe (ORT INT8: LayerNorm/Softmax/Adds/classifier float)"
     ),
