@@ -83,7 +83,7 @@ def video(
             options=options,
             gt_masks=gt_masks,
         )
-    except (VideoError, ValueError, KeyError, typer.BadParameter) as exc:
+    except (VideoError, ValueError, KeyError) as exc:
         fail(str(exc).strip("'\""))
         return
     typer.echo(
