@@ -72,5 +72,11 @@ def demo(
         "report": str(Path(report_path) / "summary.md"),
         "video": str(work / "video" / "overlay.mp4"),
         "video_summary": str(work / "video" / "summary.json"),
-        "video_fps": video.get("fps_end_to_end") if isinstance(video, dict) else None,
+        **video_fps(video),
     }
+
+
+def video_fps(summary: dict) -> dict:
+    """End-to-end and model-only frames per second from the video flow's summary (its `performance`)."""
+    performance = summary.get("performance") or {}
+    return {"video_fps": performance.get("fps_end_to_end"), "video_model_fps": performance.get("fps_model")}

@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 
 from flows.optimize_all import DEFAULT_BATCH_SIZES, device_key, new_run_id, run_meta
 from flows.runners import runner_from_env, settle
+from segopt_core.pipeline.stored import check_nightly_options
 from segopt_core.reports import RegressionPolicy
 from segopt_core.settings import load_settings
 from tasks.benchmark import benchmark_variant, ensure_device_limit
@@ -44,6 +45,7 @@ def nightly_benchmark(
     work = Path(work_dir or settings.work_dir)
     reports = Path(report_dir or settings.reports_dir)
     batch_sizes = list(batch_sizes or DEFAULT_BATCH_SIZES)
+    check_nightly_options(work / "artifacts", cells, variants, batch_sizes)  # before anything is measured
     policy = RegressionPolicy(window, threshold)
     meta = run_meta("nightly-benchmark", dict(flow_run.parameters))
 

@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 from flows.runners import runner_from_env, settle
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
 from segopt_core.benchmark.fingerprint import machine_summary
-from segopt_core.pipeline.jobs import default_sources, ensure_demo_zoo, is_empty, plan_jobs, select_options
+from segopt_core.pipeline.jobs import check_run_options, default_sources, ensure_demo_zoo, is_empty, plan_jobs
 from segopt_core.pipeline.results import machine_id
 from segopt_core.settings import load_settings
 from tasks.benchmark import benchmark_variant, ensure_device_limit
@@ -92,13 +92,15 @@ def optimize_all(
     synthetic samples); limit: evaluation images; min_miou_ratio: the accuracy gate;
     demo_zoo_if_empty: write the tiny demo zoo when `paths` hold nothing.
     """
+    batch_sizes = list(batch_sizes or DEFAULT_BATCH_SIZES)
+    # a mistyped option fails here, before anything is discovered or built
+    options = check_run_options(cells, backends, precisions, variants, batch_sizes, torch.cuda.is_available())
     settings = load_settings()
     work = Path(work_dir or settings.work_dir)
     reports = Path(report_dir or settings.reports_dir)
     if not paths:  # the demo's trained B0 (and its labelled set) when `segopt demo` ran, else the zoo
         paths, demo_data = default_sources(work)
         data_dir = data_dir or demo_data
-    batch_sizes = list(batch_sizes or DEFAULT_BATCH_SIZES)
     meta = run_meta("optimize-all", dict(flow_run.parameters))
     if demo_zoo_if_empty and is_empty(paths):
         ensure_demo_zoo(paths[0])
@@ -106,7 +108,6 @@ def optimize_all(
 
     checkpoints, rejected = discover_checkpoints(paths, cells)
     meta["notes"] += [f"not a checkpoint: `{r['path']}`: {r['reason']}" for r in rejected]
-    options = select_options(backends, precisions, variants, cuda=torch.cuda.is_available())
     settings_key = {"batch_sizes": batch_sizes, "warmup": warmup, "iters": iters, "data_dir": data_dir,
                     "limit": limit}  # fmt: skip
     jobs = plan_jobs(checkpoints, options, settings_key)

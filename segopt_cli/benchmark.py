@@ -15,9 +15,9 @@ from typing import Any
 
 import typer
 
+from segopt_cli.common import fail, parse_batch_sizes, parse_size, split_list
+
 Rows = list[dict[str, Any]]
-BACKEND_NAMES = ("torch", "torch-compile", "onnxruntime", "tensorrt")  # help text only; backends validates
-PRECISION_NAMES = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
 # Columns of the table printed when neither --json nor --parquet is given.
 SUMMARY_COLUMNS = [
     "variant",
@@ -71,52 +71,18 @@ class Plan:
     reason: str = ""
 
 
-def _fail(message: str) -> None:
-    """One-line error on stderr and exit code 2."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
-def _parse_list(text: str, what: str) -> list[str]:
-    """'a,b,c' -> ['a', 'b', 'c'] (non-empty)."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        _fail(f"{what} is empty; give a comma-separated list")
-    return items
-
-
-def _parse_batch_sizes(text: str) -> tuple[int, ...]:
-    """'1,4,8' -> (1, 4, 8), every entry a positive integer."""
-    try:
-        sizes = tuple(int(t) for t in _parse_list(text, "--batch-sizes"))
-    except ValueError:
-        _fail(f"--batch-sizes {text!r} must be comma-separated positive integers, e.g. 1,4,8")
-    if any(b < 1 for b in sizes):
-        _fail(f"--batch-sizes {text!r} must be positive")
-    return sizes
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (h, w)."""
-    try:
-        h, w = (int(p) for p in text.lower().split("x"))
-    except ValueError:
-        _fail(f"size {text!r} is not HxW (e.g. 512x512)")
-    if h < 1 or w < 1:
-        _fail(f"size {text!r} must be positive")
-    return h, w
+def _names(text: str, flag: str) -> list[str]:
+    """A non-empty comma-separated list of names."""
+    return split_list(text) or fail(f"{flag} is empty; give a comma-separated list")
 
 
 def _variant_plans(backends: list[str], precisions: list[str], device: str, fold: bool) -> list[Plan]:
     """A Plan for every backend x precision asked for (combinations a backend lacks become skipped rows)."""
-    from segopt_core.backends import VariantOptions
+    from segopt_core.backends.options import BACKENDS, PRECISIONS, VariantOptions
+    from segopt_core.pipeline.jobs import check_names
 
-    unknown = [b for b in backends if b not in BACKEND_NAMES]
-    if unknown:
-        _fail(f"unknown backend(s) {unknown}; valid: {', '.join(BACKEND_NAMES)}")
-    unknown = [p for p in precisions if p not in PRECISION_NAMES]
-    if unknown:
-        _fail(f"unknown precision(s) {unknown}; valid: {', '.join(PRECISION_NAMES)}")
+    check_names("backend", backends, BACKENDS)
+    check_names("precision", precisions, PRECISIONS)
     plans = []
     for backend, precision in itertools.product(backends, precisions):
         try:
@@ -132,13 +98,12 @@ def _calibration(run: Run, plans: list[Plan], spec):
     """Preprocessed calibration images from --calib-data when an int8-static variant is asked for."""
     if run.calib_data is None or not any(p.precision == "int8-static" for p in plans):
         return None
-    from segopt_core.data import DatasetError
-    from segopt_core.pipeline.stages import EvalSource, calibration_images
+    from segopt_core.backends.calibration import load_calibration_images
 
     try:
-        return calibration_images(EvalSource(data_dir=str(run.calib_data)), spec)
-    except (DatasetError, OSError) as exc:
-        _fail(f"--calib-data {run.calib_data}: {exc}")
+        return load_calibration_images(run.calib_data, spec, 32)
+    except (ValueError, OSError) as exc:
+        fail(f"--calib-data {run.calib_data}: {exc}")
 
 
 def _checkpoint_rows(path: Path, plans: list[Plan], run: Run) -> Rows:
@@ -150,7 +115,7 @@ def _checkpoint_rows(path: Path, plans: list[Plan], run: Run) -> Rows:
     try:
         checkpoint = load_checkpoint(path)
     except (ValueError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     store = ArtifactStore(load_settings().artifacts_dir)
     calib = _calibration(run, plans, checkpoint.spec)
     images = _e2e_images(run, checkpoint.spec)
@@ -199,7 +164,7 @@ def _artifact_rows(folders: list[Path], run: Run) -> Rows:
             metadata = read_metadata(folder)
             spec = spec_from_dict(metadata["spec"])
         except (ArtifactError, KeyError, TypeError, ValueError) as exc:
-            _fail(f"--artifact {folder}: not a segopt artifact ({exc}); build one with `segopt optimize`")
+            fail(f"--artifact {folder}: not a segopt artifact ({exc}); build one with `segopt optimize`")
         rows += benchmark_loader(
             functools.partial(load_predictor, folder, num_threads=run.threads),
             run.input_size or spec,
@@ -221,7 +186,7 @@ def _e2e_images(run: Run, spec) -> list[Path] | None:
     if run.images is not None:
         files = sorted(p for p in run.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         if not files:
-            _fail(f"--images {run.images}: no .jpg/.jpeg/.png files; point it at a folder of images")
+            fail(f"--images {run.images}: no .jpg/.jpeg/.png files; point it at a folder of images")
         return files
     from segopt_core.benchmark.end_to_end import default_image_size, write_sample_images
 
@@ -269,8 +234,8 @@ def _progress(total: int) -> Iterator[Callable[[dict], None]]:
 def benchmark_command(
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint to build variants from."),
     artifact: list[Path] = typer.Option([], "--artifact", help="Built artifact folder (repeatable)."),
-    backends: str = typer.Option("torch", help="Comma-separated backends: " + ", ".join(BACKEND_NAMES)),
-    precisions: str = typer.Option("fp32", help="Comma-separated precisions: " + ", ".join(PRECISION_NAMES)),
+    backends: str = typer.Option("torch", help="Comma-separated backends, e.g. torch,onnxruntime."),
+    precisions: str = typer.Option("fp32", help="Comma-separated precisions, e.g. fp32,int8-dynamic."),
     device: str = typer.Option("cpu", help="cpu | cuda."),
     fold: bool = typer.Option(False, help="Fold the decode head (exact) before building."),
     calib_data: Path | None = typer.Option(None, help="Dataset folder for int8-static calibration."),
@@ -294,19 +259,19 @@ def benchmark_command(
     try:
         timing = TimingConfig(warmup_iters=warmup, iters=iters, min_time_s=min_time)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if threads is not None:
         if threads < 1:
-            _fail(f"--threads {threads} must be >= 1")
+            fail(f"--threads {threads} must be >= 1")
         import torch
 
         torch.set_num_threads(threads)
-    size = _parse_size(input_size) if input_size else None
-    run = Run(_parse_batch_sizes(batch_sizes), timing, scope, images, size, threads, calib_data)
+    size = parse_size(input_size, "--input-size") if input_size else None
+    run = Run(tuple(parse_batch_sizes(batch_sizes)), timing, scope, images, size, threads, calib_data)
     plans = []
     if checkpoint is not None:
         plans = _variant_plans(
-            _parse_list(backends, "--backends"), _parse_list(precisions, "--precisions"), device, fold
+            _names(backends, "--backends"), _names(precisions, "--precisions"), device, fold
         )
     total = (len(plans) or len(artifact)) * len(run.batch_sizes)
     try:
@@ -315,29 +280,29 @@ def benchmark_command(
             run = replace(run, on_row=on_row)
             rows = _checkpoint_rows(checkpoint, plans, run) if checkpoint else _artifact_rows(artifact, run)
     except DeviceBusy as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _emit(rows, as_json, parquet)
 
 
 def _check_inputs(checkpoint, artifact, scope, device, input_size, images, calib_data) -> None:
     """Reject contradictory or missing inputs with a one-line error."""
     if (checkpoint is None) == (not artifact):
-        _fail("give exactly one of --checkpoint PATH or --artifact DIR")
+        fail("give exactly one of --checkpoint PATH or --artifact DIR")
     if checkpoint is not None and not checkpoint.exists():
-        _fail(f"--checkpoint {checkpoint} does not exist")
+        fail(f"--checkpoint {checkpoint} does not exist")
     for folder in artifact:
         if not folder.is_dir():
-            _fail(f"--artifact {folder} is not a folder; pass an artifact folder built by `segopt optimize`")
+            fail(f"--artifact {folder} is not a folder; pass an artifact folder built by `segopt optimize`")
     if scope not in ("model", "e2e"):
-        _fail(f"--scope {scope!r} must be 'model' or 'e2e'")
+        fail(f"--scope {scope!r} must be 'model' or 'e2e'")
     if device not in ("cpu", "cuda"):
-        _fail(f"--device {device!r} must be 'cpu' or 'cuda'")
+        fail(f"--device {device!r} must be 'cpu' or 'cuda'")
     if scope == "e2e" and input_size:
-        _fail("--input-size applies to --scope model; e2e uses the cell's own preprocessing")
+        fail("--input-size applies to --scope model; e2e uses the cell's own preprocessing")
     if images is not None and not images.is_dir():
-        _fail(f"--images {images} is not a folder of images")
+        fail(f"--images {images} is not a folder of images")
     if calib_data is not None and not calib_data.is_dir():
-        _fail(f"--calib-data {calib_data} is not a dataset folder")
+        fail(f"--calib-data {calib_data} is not a dataset folder")
 
 
 def register(app: typer.Typer) -> None:

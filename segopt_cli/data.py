@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import typer
 
+from segopt_cli.common import check_positive, fail, parse_size
+
 data_app = typer.Typer(
     help="Datasets: synthetic data in real layouts, synthetic videos, checks.", no_args_is_help=True
 )
-
-
-def _fail(message: str) -> None:
-    """One-line error on stderr and exit code 2."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    """'HxW' or 'H,W' -> (h, w)."""
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        height, width = (int(p) for p in parts)
-    except ValueError:
-        _fail(f"size {text!r} is not HxW (e.g. 128x128)")
-    return height, width
 
 
 @data_app.command("synth")
@@ -46,10 +30,11 @@ def synth_command(
     from segopt_core.data.synth import SYNTH_CLASSES, synth_dataset
 
     start = time.perf_counter()
+    hw = parse_size(size, "--size")
     try:
-        root = synth_dataset(out, layout, n_train, n_val, _parse_size(size), seed, overwrite, progress=True)
+        root = synth_dataset(out, layout, n_train, n_val, hw, seed, overwrite, progress=True)
     except (ValueError, OSError) as err:
-        _fail(str(err))
+        fail(str(err))
     typer.echo(
         f"wrote {n_train} train + {n_val} val {layout} images ({size}, seed {seed}) to {root} "
         f"in {time.perf_counter() - start:.1f} s; classes: {', '.join(SYNTH_CLASSES)}"
@@ -72,11 +57,11 @@ def synth_video_command(
     """Write a short synthetic video with moving, occluding objects and per-frame ground-truth masks."""
     from segopt_core.data.video_synth import synth_video
 
-    cut = None if scene_cut_at == 0 else scene_cut_at
+    cut, hw = None if scene_cut_at == 0 else scene_cut_at, parse_size(size, "--size")
     try:
-        video = synth_video(out, frames, _parse_size(size), fps, seed, cut, pan, label_space)
+        video = synth_video(out, frames, hw, fps, seed, cut, pan, label_space)
     except (ValueError, RuntimeError, OSError) as err:
-        _fail(str(err))
+        fail(str(err))
     typer.echo(
         f"wrote {video.path} ({video.n_frames} frames, {video.fps:g} fps, {video.size[0]}x{video.size[1]}, "
         f"scene cut at {video.scene_cut_at}) and masks in {video.masks_dir}"
@@ -98,7 +83,7 @@ def info_command(
     try:
         dataset = open_dataset(data, split, layout, strict=not check)
     except ValueError as err:
-        _fail(str(err))
+        fail(str(err))
     typer.echo(
         f"{dataset.root}: layout {dataset.layout}, split {split}, {len(dataset)} pairs, "
         f"{dataset.num_classes} classes"
@@ -117,21 +102,11 @@ def _load(checkpoint: Path, cell: str | None):
     try:
         from segopt_core.checkpoints import load_checkpoint
     except ImportError:
-        _fail("checkpoint loading (segopt_core.checkpoints.load_checkpoint) is not available in this install")
+        fail("checkpoint loading (segopt_core.checkpoints.load_checkpoint) is not available in this install")
     from segopt_core.predictor import TorchPredictor
 
     loaded = load_checkpoint(checkpoint, cell=cell)
     return loaded, TorchPredictor(loaded.model)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically (temp file in the same folder, then os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
 
 
 def _print_human(result: dict) -> None:
@@ -171,20 +146,25 @@ def evaluate_command(
     out: Path | None = typer.Option(None, "--out", help="Also write the JSON result to this file."),
 ) -> None:
     """mIoU of a checkpoint on a dataset split with mmseg's whole/slide protocol."""
+    from segopt_core.atomic import write_json_atomic
     from segopt_core.data.datasets import open_dataset
     from segopt_core.evaluation import evaluate
 
-    if limit is not None and limit < 1:
-        _fail(f"--limit must be at least 1, got {limit}")
+    check_positive(limit, "--limit")
+    check_positive(batch_size, "--batch-size")
     try:
         dataset = open_dataset(data, split, layout, strict=strict)
         loaded, predictor = _load(checkpoint, cell)
-        spec = loaded.spec if test_scale is None else replace(loaded.spec, test_scale=_parse_size(test_scale))
+        spec = (
+            loaded.spec
+            if test_scale is None
+            else replace(loaded.spec, test_scale=parse_size(test_scale, "--test-scale"))
+        )
         result = evaluate(
             predictor, dataset, spec, mode, limit, progress=True, batch_size=batch_size
         ).to_dict()
     except (ValueError, KeyError, OSError) as err:
-        _fail(str(err).strip("'\""))
+        fail(str(err).strip("'\""))
     result["checkpoint"] = {
         "path": str(checkpoint),
         "format": getattr(loaded, "format", None),
@@ -192,7 +172,7 @@ def evaluate_command(
     }
     result["data"] = str(data)
     if out is not None:
-        _write_json(out, result)
+        write_json_atomic(out, result)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

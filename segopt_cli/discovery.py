@@ -7,19 +7,11 @@ from pathlib import Path
 
 import typer
 
+from segopt_cli.common import fail, split_list
+
 zoo_app = typer.Typer(
     help="A random-init checkpoint zoo for demos and tests (no downloads).", no_args_is_help=True
 )
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
-def _split(values: list[str] | None) -> list[str] | None:
-    parts = [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
-    return parts or None
 
 
 def discover_command(
@@ -31,7 +23,7 @@ def discover_command(
 
     missing = [str(p) for p in paths if not p.exists()]
     if len(missing) == len(paths):
-        _fail(f"no such file or folder: {', '.join(missing)}")
+        fail(f"no such file or folder: {', '.join(missing)}")
     report = discover(paths, progress=not as_json)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -56,11 +48,11 @@ def zoo_init(
     from segopt_core.checkpoints import CheckpointError, init_zoo
 
     if out_dir.exists() and not out_dir.is_dir():
-        _fail(f"{out_dir} exists and is not a folder; pick another output folder")
+        fail(f"{out_dir} exists and is not a folder; pick another output folder")
     try:
-        written = init_zoo(out_dir, _split(cells), fmt, tiny=tiny, seed=seed, progress=True)
+        written = init_zoo(out_dir, split_list(cells), fmt, tiny=tiny, seed=seed, progress=True)
     except (KeyError, CheckpointError) as exc:
-        _fail(str(exc).strip("'\""))
+        fail(str(exc).strip("'\""))
     for path in written:
         typer.echo(str(path))
 
@@ -76,11 +68,11 @@ def zoo_convert(
     from segopt_core.checkpoints import CheckpointError, convert_checkpoint
 
     if not src.exists():
-        _fail(f"no such file or folder: {src}")
+        fail(f"no such file or folder: {src}")
     try:
         written = convert_checkpoint(src, out, fmt, cell=cell)
     except (KeyError, CheckpointError) as exc:
-        _fail(str(exc).strip("'\""))
+        fail(str(exc).strip("'\""))
     typer.echo(str(written))
 
 

@@ -6,34 +6,13 @@ the run is recorded on that server like a deployment run.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
+from segopt_cli.common import fail, parse_batch_sizes, split_list
+
 RUNNER_HELP = "threads (local thread pool) | dask (local cluster on 127.0.0.1, or --dask-address)"
-
-
-def _split(values: list[str] | None) -> list[str] | None:
-    parts = [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
-    return parts or None
-
-
-def _batch_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"{text!r}: expected comma-separated integers, e.g. 1,4,8") from None
-    if not sizes or min(sizes) < 1:
-        raise typer.BadParameter(f"{text!r}: batch sizes must be positive integers, e.g. 1,4,8")
-    return sizes
-
-
-def _offline_defaults() -> None:
-    """No telemetry, and time for the temporary API server to start on a busy machine."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _run(flow, task_runner: str, dask_address: str | None, **params) -> None:
@@ -43,11 +22,10 @@ def _run(flow, task_runner: str, dask_address: str | None, **params) -> None:
     try:
         runner = make_task_runner(task_runner, dask_address)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        fail(str(exc))
     state = flow.with_options(task_runner=runner)(**params, return_state=True)
     if not state.is_completed():
-        typer.secho(f"{flow.name} {state.name}: {state.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1)
+        fail(f"{flow.name} {state.name}: {state.message or 'see the log above'}", code=1)
     report = Path(state.result())
     typer.echo(f"report: {report / 'summary.md'}")
 
@@ -56,10 +34,10 @@ def optimize_all_command(
     paths: list[Path] = typer.Argument(None, help="Checkpoint files/folders (default <work-dir>/zoo)."),
     cells: list[str] = typer.Option(None, "--cells", help="Cell-name patterns (repeat or comma-separate)."),
     backends: list[str] = typer.Option(
-        None, "--backends", help="torch, torch-compile, onnxruntime, tensorrt."
+        None, "--backends", help="Backends, e.g. torch,onnxruntime (a wrong name lists the valid ones)."
     ),
     precisions: list[str] = typer.Option(
-        None, "--precisions", help="fp32, fp16, bf16, int8-dynamic, int8-static."
+        None, "--precisions", help="Precisions, e.g. fp32,int8-dynamic (a wrong name lists the valid ones)."
     ),
     variants: list[str] = typer.Option(
         None, "--variants", help="Exact variant names, e.g. onnxruntime-fp32."
@@ -78,13 +56,19 @@ def optimize_all_command(
     log_models: bool = typer.Option(False, "--log-models", help="Also upload model files to MLflow."),
 ) -> None:
     """Discover checkpoints, build every variant, benchmark, verify accuracy, report and track."""
-    _offline_defaults()
+    import torch
+
+    from segopt_core.pipeline.jobs import check_run_options
+
+    cells, backends, precisions, variants = map(split_list, (cells, backends, precisions, variants))
+    sizes = parse_batch_sizes(batch_sizes)
+    check_run_options(cells, backends, precisions, variants, sizes, torch.cuda.is_available())  # exit 2
     from flows.optimize_all import optimize_all
 
     _run(
         optimize_all, task_runner, dask_address,
-        paths=[str(p) for p in paths] if paths else None, cells=_split(cells), backends=_split(backends),
-        precisions=_split(precisions), variants=_split(variants), batch_sizes=_batch_sizes(batch_sizes),
+        paths=[str(p) for p in paths] if paths else None, cells=cells, backends=backends,
+        precisions=precisions, variants=variants, batch_sizes=sizes,
         data_dir=str(data) if data else None, limit=limit, warmup=warmup, iters=iters,
         min_miou_ratio=min_miou_ratio, work_dir=str(work_dir) if work_dir else None,
         report_dir=str(report_dir) if report_dir else None, demo_zoo_if_empty=demo_zoo, log_models=log_models,
@@ -108,12 +92,16 @@ def nightly_benchmark_command(
     report_dir: Path = typer.Option(None, "--report-dir", help="Reports and history (default reports)."),
 ) -> None:
     """Re-benchmark the stored artifacts, append to the history and flag regressions."""
-    _offline_defaults()
+    from segopt_core.pipeline.stored import check_nightly_options
+    from segopt_core.settings import load_settings
+
+    cells, variants, sizes = split_list(cells), split_list(variants), parse_batch_sizes(batch_sizes)
+    check_nightly_options((work_dir or load_settings().work_dir) / "artifacts", cells, variants, sizes)
     from flows.nightly import nightly_benchmark
 
     _run(
         nightly_benchmark, task_runner, dask_address,
-        cells=_split(cells), variants=_split(variants), batch_sizes=_batch_sizes(batch_sizes), warmup=warmup,
+        cells=cells, variants=variants, batch_sizes=sizes, warmup=warmup,
         iters=iters, window=window, threshold=threshold, fail_on_regression=fail_on_regression,
         work_dir=str(work_dir) if work_dir else None, report_dir=str(report_dir) if report_dir else None,
     )  # fmt: skip

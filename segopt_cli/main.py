@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from segopt_cli import benchmark, data, demo, discovery, flows, optimize, train, video
+from segopt_cli.common import OneLineErrors, offline_defaults
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline by default, no telemetry
+offline_defaults()  # no telemetry, nothing to download
 
 app = typer.Typer(
     name="segopt",
     help="SegFormer checkpoints to production: discover, optimize, verify, benchmark, track.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    cls=OneLineErrors,
 )
+
+
+@app.callback()
+def root(
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
+) -> None:
+    """SegFormer checkpoints to production: discover, optimize, verify, benchmark, track."""
 
 
 @app.command()
@@ -33,3 +40,7 @@ for module in (discovery, data, optimize, benchmark, flows, train, video, demo):
 def main() -> None:
     """Run the CLI."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -7,17 +7,13 @@ from pathlib import Path
 
 import typer
 
-
-def _fail(message: str) -> None:
-    """One-line error on stderr and exit code 2."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+from segopt_cli.common import fail
 
 
 def optimize_command(
     checkpoint: Path = typer.Argument(..., help="SegFormer checkpoint (HF folder, .safetensors, .pth)."),
-    backend: str = typer.Option("onnxruntime", help="torch | torch-compile | onnxruntime | tensorrt"),
-    precision: str = typer.Option("fp32", help="fp32 | fp16 | bf16 | int8-dynamic | int8-static"),
+    backend: str = typer.Option("onnxruntime", help="Backend, e.g. onnxruntime (a wrong one lists all)."),
+    precision: str = typer.Option("fp32", help="Precision, e.g. int8-dynamic (a wrong one lists all)."),
     preset: str | None = typer.Option(
         None, help="segformer-safe (ORT INT8: LayerNorm/Softmax/Adds/classifier float)"
     ),
@@ -58,7 +54,7 @@ def optimize_command(
         typer.secho(f"skipped: {err}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(code=3) from None
     except (ValueError, RuntimeError, KeyError, OSError) as err:
-        _fail(str(err).strip("'\""))
+        fail(str(err).strip("'\""))
     if as_json:
         typer.echo(json.dumps({"path": str(artifact.path), **artifact.metadata}, indent=2, default=str))
         return
@@ -103,7 +99,7 @@ def predict_command(
             cv2.imwrite(str(target), cv2.cvtColor(colour_mask(mask, spec.dataset.palette), cv2.COLOR_RGB2BGR))
             typer.echo(str(target))
     except (ValueError, RuntimeError, OSError) as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,11 +6,7 @@ from pathlib import Path
 
 import typer
 
-
-def _fail(message: str, code: int = 2) -> None:
-    """One red line on stderr, then exit."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
+from segopt_cli.common import fail
 
 
 def _default_out(cell: str | None, tiny: bool, crop: int | None) -> Path:
@@ -55,16 +51,16 @@ def train_command(
     from segopt_core.train import TrainError, cell_for_data, load_config, train
 
     if tiny and cell:
-        _fail("give --cell NAME or --tiny, not both")
+        fail("give --cell NAME or --tiny, not both")
     if not (tiny or cell or init != "scratch"):
-        _fail("say what to train: --cell NAME, --tiny, or --init CHECKPOINT")
+        fail("say what to train: --cell NAME, --tiny, or --init CHECKPOINT")
     overrides = {"iters": iters, "epochs": epochs, "val_interval": val_every, "crop_size": crop, "lr": lr,
                  "batch_size": batch_size, "device": device, "amp": amp, "seed": seed}  # fmt: skip
     try:
         recipe = load_config(config, preset_name=preset, **overrides)
         spec = cell_for_data(cell, tiny, data)
     except (ValueError, KeyError) as exc:
-        _fail(str(exc).strip("'\""))
+        fail(str(exc).strip("'\""))
     out_dir = out or _default_out(cell, tiny, crop)
     tracker = _tracker(recipe, spec, data, init, resume) if mlflow else None
     try:
@@ -72,10 +68,10 @@ def train_command(
                        resume=resume, on_metrics=tracker, progress=True)  # fmt: skip
     except (ValueError, KeyError, FileNotFoundError) as exc:
         _finish(tracker, False)
-        _fail(str(exc).strip("'\""))
+        fail(str(exc).strip("'\""))
     except (TrainError, RuntimeError) as exc:
         _finish(tracker, False)
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     if tracker is not None:
         tracker.log_folder(result.model_dir, "best_model" if result.best_dir else "model")
     _finish(tracker, True)

@@ -7,21 +7,7 @@ from pathlib import Path
 
 import typer
 
-
-def _parse_hw(text: str | None) -> tuple[int, int] | None:
-    """'512x896' -> (512, 896)."""
-    if not text:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(f"expected HxW such as 512x896, got {text!r}") from None
-    return h, w
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+from segopt_cli.common import fail, parse_size
 
 
 def video(
@@ -75,7 +61,7 @@ def video(
             mode=mode,
             batch_size=batch_size,
             input_short=input_short,
-            input_hw=_parse_hw(input_size),
+            input_hw=parse_size(input_size, "--input-size") if input_size else None,
             progress=True,
         )
         style = OverlayStyle(opacity=opacity, legend=legend, side_by_side=side_by_side)
@@ -97,8 +83,8 @@ def video(
             options=options,
             gt_masks=gt_masks,
         )
-    except (VideoError, ValueError, KeyError, typer.BadParameter) as exc:
-        _fail(str(exc).strip("'\""))
+    except (VideoError, ValueError, KeyError) as exc:
+        fail(str(exc).strip("'\""))
         return
     typer.echo(
         json.dumps({"performance": result["performance"], "consistency": result["consistency"]}, indent=2)

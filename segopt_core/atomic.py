@@ -1,11 +1,14 @@
-"""Atomic file writes: a temp file in the same folder, then os.replace, so readers never see half a file."""
+"""Atomic writes: a temp file (or folder) beside the target, then os.replace; readers never see half of it."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _default_file_mode() -> int:
@@ -31,4 +34,39 @@ def atomic_file(path: str | Path, write: Callable[[Path], None]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write bytes atomically, so readers never see half a file."""
+    return atomic_file(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | Path, payload: Any, sort_keys: bool = False) -> Path:
+    """Write JSON atomically (indented; values JSON cannot hold are written as strings)."""
+    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=sort_keys, default=str) + "\n")
+
+
+def atomic_folder(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call write(tmp) on an empty temp folder beside `path`, then swap it in for any previous folder.
+
+    Readers see the old folder or the complete new one, never a half-written one; nothing is left on failure.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = tmp.with_suffix(".old")
+    try:
+        write(tmp)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return path

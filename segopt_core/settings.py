@@ -15,7 +15,6 @@ class SegoptSettings(BaseSettings):
     work_dir: Path = Path("segopt-work")
     reports_dir: Path = Path("reports")
     mlflow_tracking_uri: str = "sqlite:///mlflow.db"  # MLflow 3 refuses a plain ./mlruns file store
-    num_threads: int | None = None  # torch/ORT intra-op threads; None = library default
 
     @property
     def artifacts_dir(self) -> Path:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 
 from segopt_core.train import TrainConfig, TrainResult, cell_for_data, load_config, train, training_spec
+from tasks.logs import run_logger
 
 
 @task(name="train-config")
@@ -42,7 +43,7 @@ def train_model(
     if tracker is not None:
         tracker.log_folder(result.model_dir, "best_model" if result.best_dir else "model")
         tracker.finish(ok=True)
-    get_run_logger().info(
+    run_logger("train").info(
         "trained %s: %d iterations, best mIoU %s", result.cell, result.iterations, result.best_miou
     )
     return result

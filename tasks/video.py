@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.exceptions import MissingContextError
+from prefect import task
 
 from segopt_core.video import OverlayStyle, SmoothingOptions, VideoOptions, VideoOutputs, segment_video
 from segopt_core.video.pipeline import resolve_predictor
+from tasks.logs import run_logger
 
 
 @task(name="segment-video")
@@ -25,7 +24,7 @@ def segment_video_task(
     gt_masks: str | None = None,
 ) -> dict[str, Any]:
     """Segment one video source; returns the JSON summary (also written to outputs.summary)."""
-    logger = _logger()
+    logger = run_logger("video")
     predictor, spec = resolve_predictor(checkpoint, artifact, cell)
     summary = segment_video(
         source,
@@ -48,11 +47,3 @@ def segment_video_task(
         summary["frames"]["dropped"],
     )
     return summary
-
-
-def _logger() -> Any:
-    """The run logger inside Prefect; a plain logger when called through `.fn()`."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("segopt.video")

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from segopt_core.atomic import write_json_atomic
 from segopt_core.backends.errors import ArtifactError, CalibrationError
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions
@@ -74,10 +75,6 @@ class Artifact:
         """Size on disk of the model files."""
         return int(self.metadata["size_bytes"])
 
-    def predictor(self, num_threads: int | None = None):
-        """Load it as a Predictor."""
-        return load_predictor(self.path, num_threads=num_threads)
-
 
 # --- files and metadata --------------------------------------------------------------------------------
 
@@ -103,13 +100,6 @@ def file_records(folder: Path) -> dict[str, dict]:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name != METADATA_FILE and not path.name.startswith(".")
     }
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON via a temp file in the same folder + os.replace."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def read_metadata(folder: str | Path) -> dict:
@@ -258,16 +248,16 @@ class ArtifactStore:
                 return Artifact(folder, check_artifact(folder), reused=True)
             except ArtifactError:
                 pass  # missing or broken: (re)build below
-        return self._build(model, spec, sha256, options, calib, folder)
+        return self._build(model, spec, sha256, options, calib, folder, force)
 
-    def _build(self, model, spec, sha256, options, calib, folder: Path) -> Artifact:
+    def _build(self, model, spec, sha256, options, calib, folder: Path, force: bool = False) -> Artifact:
         """Build in a temp sibling, verify, write metadata, then rename into place."""
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
             meta = self._build_into(model, spec, sha256, options, calib, tmp)
-            return Artifact(_publish(tmp, folder), meta)
+            return Artifact(_publish(tmp, folder, replace_valid=force), meta)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -286,7 +276,7 @@ class ArtifactStore:
         meta["files"] = file_records(tmp)
         meta["size_bytes"] = sum(rec["size"] for rec in meta["files"].values())
         meta["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        write_json_atomic(tmp / METADATA_FILE, meta)
+        write_json_atomic(tmp / METADATA_FILE, meta, sort_keys=True)
         return meta
 
     def artifacts(self) -> list[Artifact]:
@@ -351,10 +341,16 @@ def _base_metadata(spec: VariantSpec, sha256: str, options: VariantOptions, cali
     }
 
 
-def _publish(tmp: Path, folder: Path) -> Path:
-    """Rename a finished build into place, replacing a broken folder; a concurrent valid one wins."""
+def _publish(tmp: Path, folder: Path, replace_valid: bool = False) -> Path:
+    """Rename a finished build into place, replacing a broken folder; a concurrent valid one wins.
+
+    The valid folder stays (a reader may have it open) and the new build is discarded by the caller;
+    `replace_valid` (a forced rebuild) replaces it anyway.
+    """
     trash = None
     if folder.exists():
+        if not replace_valid and _is_valid(folder):
+            return folder
         trash = folder.parent / f".trash-{folder.name}-{uuid.uuid4().hex[:8]}"
         os.replace(folder, trash)
     try:
@@ -364,6 +360,14 @@ def _publish(tmp: Path, folder: Path) -> Path:
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
     return folder
+
+
+def _is_valid(folder: Path) -> bool:
+    try:
+        check_artifact(folder)
+    except ArtifactError:
+        return False
+    return True
 
 
 def load_predictor(artifact: str | Path | Artifact, *, num_threads: int | None = None):

@@ -217,13 +217,14 @@ class PackagedPredictor:
 
     def _persist(self, entry: dict) -> None:
         """Add the new package to metadata.json's packages and file records (skipped while building)."""
-        from segopt_core.backends.artifacts import METADATA_FILE, file_record, write_json_atomic
+        from segopt_core.atomic import write_json_atomic
+        from segopt_core.backends.artifacts import METADATA_FILE, file_record
 
         if not (self.folder / METADATA_FILE).exists():
             return  # inside a build: the store records every file once the build is verified
         self.metadata.setdefault("files", {})[entry["file"]] = file_record(self.folder / entry["file"])
         self.metadata["size_bytes"] = sum(rec["size"] for rec in self.metadata["files"].values())
-        write_json_atomic(self.folder / METADATA_FILE, self.metadata)
+        write_json_atomic(self.folder / METADATA_FILE, self.metadata, sort_keys=True)
 
 
 def load(

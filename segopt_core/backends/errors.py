@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from segopt_core.errors import SegoptError
 
-class BackendUnavailable(RuntimeError):
+
+class BackendUnavailable(SegoptError, RuntimeError):
     """The variant cannot run here (no CUDA, TensorRT or provider missing): report it as skipped."""
 
 
-class VerificationError(RuntimeError):
+class VerificationError(SegoptError, RuntimeError):
     """The optimized variant disagrees with the fp32 reference (or produced NaN/inf): report it as failed."""
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(SegoptError, RuntimeError):
     """An artifact folder is missing, truncated or not a segopt artifact."""
 
 
-class OnnxModelError(ValueError):
+class OnnxModelError(SegoptError, ValueError):
     """An ONNX file is not a SegFormer export segopt can run (wrong inputs/outputs, truncated)."""
 
 
-class CalibrationError(ValueError):
+class CalibrationError(SegoptError, ValueError):
     """The calibration data cannot be used (too few images, unreadable folder)."""

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from segopt_core.backends.source import hf_segformer
+from segopt_core.errors import SegoptError
 
 
-class FoldingError(ValueError):
+class FoldingError(SegoptError, ValueError):
     """The model's decode head is not one segopt knows how to fold."""
 
 

@@ -6,11 +6,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from segopt_core.cpuinfo import cpu_has_any
+
 BACKENDS = ("torch", "torch-compile", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PRESETS = ("segformer-safe",)
 DEVICES = ("cpu", "cuda")
+CUDA_ONLY_BACKENDS = ("tensorrt",)  # their variants need no "-cuda" in the name
 
 # Which precisions each backend implements (anything else is a user error, not a skip).
 SUPPORTED = {
@@ -93,8 +96,8 @@ class VariantOptions:
             parts.append("per-tensor")
         if self.fold_decode_head:
             parts.append("folded")
-        if self.device == "cuda" and self.backend == "onnxruntime":
-            parts.append("cuda")
+        if self.device == "cuda" and self.backend not in CUDA_ONLY_BACKENDS:
+            parts.append("cuda")  # apart from the same variant on the CPU (e.g. the torch-fp32 reference)
         return "-".join(parts)
 
     def to_dict(self) -> dict:
@@ -121,22 +124,12 @@ def cpu_supports_bf16() -> bool:
 
     if torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX"):  # not all builds report these
         return True
-    return _cpuinfo_has("avx512_bf16", "amx_bf16")
+    return cpu_has_any("avx512_bf16", "amx_bf16")
 
 
 def cpu_has_int8_dot() -> bool:
     """True when the CPU has int8 dot-product instructions (VNNI or AMX), where INT8 beats fp32 compute."""
-    return _cpuinfo_has("avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def _cpuinfo_has(*flags: str) -> bool:
-    """True when /proc/cpuinfo names any of the flags (False where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError:
-        return False
-    return any(flag in text for flag in flags)
+    return cpu_has_any("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def pt2e_installed() -> bool:

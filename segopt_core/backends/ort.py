@@ -41,10 +41,20 @@ class OrtPredictor:
         return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)
 
 
+def import_onnxruntime():
+    """The onnxruntime module; BackendUnavailable saying which extra to install when it is missing."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendUnavailable(
+            "ONNX Runtime is not installed: install segopt[cpu] or segopt[gpu] (never both)"
+        ) from None
+    return onnxruntime
+
+
 def require_providers(wanted: list[str]) -> list[str]:
     """The providers to use; BackendUnavailable listing the available ones when the first is missing."""
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     available = ort.get_available_providers()
     if wanted[0] not in available:
         raise BackendUnavailable(
@@ -57,8 +67,7 @@ def require_providers(wanted: list[str]) -> list[str]:
 
 def make_session(path: Path, device: str = "cpu", num_threads: int | None = None):
     """An InferenceSession with all graph optimisations; OnnxModelError for unreadable/incompatible files."""
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     providers = require_providers(PROVIDERS[device])
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -92,8 +101,7 @@ def load_onnx_predictor(
 
 def build(model: nn.Module, spec: VariantSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
     """Export (folded if asked), convert/quantize, and write folder/model.onnx."""
-    if options.device == "cuda":
-        require_providers(PROVIDERS["cuda"])
+    require_providers(PROVIDERS[options.device])  # before the export: a missing runtime is a skip
     graph = fold_decode_head(model) if options.fold_decode_head else model
     fp32_path = folder / "model.fp32.onnx"
     opset = int(dict(options.extra).get("opset", OPSET))  # e.g. extra=(("opset", "18"),)

@@ -80,16 +80,12 @@ def save_source(model: nn.Module, folder: Path) -> dict:
 
 def build_empty(kind: str, spec: VariantSpec, wrapped: bool = True) -> nn.Module:
     """An uninitialised model of the right class for a spec, ready for load_state_dict."""
-    from segopt_core.models import LogitsModel, build_hf_model
+    from segopt_core.checkpoints.loading import build_empty_model
+    from segopt_core.models import LogitsModel
 
-    if kind == "hf":
-        inner = build_hf_model(spec)
-    elif kind == "mmseg":
-        from segopt_core.checkpoints import build_mmseg_model
-
-        inner = build_mmseg_model(spec)
-    else:
+    if kind not in ("hf", "mmseg"):
         raise ArtifactError(f"unknown model_kind {kind!r} in artifact metadata; valid: hf, mmseg")
+    inner = build_empty_model(spec, head=kind)
     return LogitsModel(inner) if wrapped else inner
 
 

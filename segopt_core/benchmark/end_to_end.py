@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from segopt_core.errors import SegoptError
 from segopt_core.predictor import Predictor
 from segopt_core.variants import VariantSpec
 
 
-class EndToEndError(ValueError):
+class EndToEndError(SegoptError, ValueError):
     """The end-to-end benchmark cannot run with the given inputs."""
 
 

@@ -23,6 +23,7 @@ from segopt_core.benchmark.timing import (
     timed_loop,
     warm_up,
 )
+from segopt_core.errors import SegoptError
 from segopt_core.predictor import Predictor
 from segopt_core.variants import VariantSpec
 
@@ -41,7 +42,7 @@ _OOM_MARKERS = (
 RowCallback = Callable[[dict[str, Any]], None]
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(SegoptError, ValueError):
     """The benchmark was asked for something it cannot measure."""
 
 
@@ -274,7 +275,9 @@ def _artifact_param_count(path: str | Path | None) -> int | None:
 
 def _param_count(module: nn.Module | None) -> int | None:
     """Parameter count of the module, None without one."""
-    return None if module is None else sum(p.numel() for p in module.parameters())
+    from segopt_core.models import parameter_count
+
+    return None if module is None else parameter_count(module)
 
 
 def _measure_into(

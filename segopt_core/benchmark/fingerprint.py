@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from segopt_core.cpuinfo import read_cpuinfo
+
 # /proc/cpuinfo flag -> fingerprint column: the ISA extensions that change which kernels run.
 ISA_FLAGS = {
     "avx2": "isa_avx2",
@@ -25,25 +27,9 @@ ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")
 _REPO = Path(__file__).resolve().parents[2]
 
 
-def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
-    """CPU model name and flag set of the first CPU in /proc/cpuinfo (platform fallback off Linux)."""
-    model, flags = "", set()
-    try:
-        text = path.read_text()
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and not model:
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    return model or platform.processor(), flags
-
-
 def cpu_model_and_isa() -> dict[str, Any]:
     """CPU model name and the ISA flags that matter for inference kernels."""
-    model, flags = _cpuinfo()
+    model, flags = read_cpuinfo()
     return {"cpu_model": model, **{column: flag in flags for flag, column in ISA_FLAGS.items()}}
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from segopt_core.errors import SegoptError
+
 SCHEMA_VERSION = 2  # 2: load and quality columns (rows measured under contention are flagged)
 STATUSES = ("ok", "oom", "failed", "skipped")
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
@@ -128,7 +130,7 @@ ROW_SCHEMA = pa.schema(
 )
 
 
-class RowSchemaError(ValueError):
+class RowSchemaError(SegoptError, ValueError):
     """A benchmark row does not match the documented schema."""
 
 

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from segopt_core.errors import SegoptError
+
 # Formats segopt reads and writes. "hf" is a Hugging Face folder (or a torch pickle with HF keys),
 # "safetensors" a bare HF-keyed .safetensors, "nvlabs" the original NVlabs / mmseg 0.x SegFormer release,
 # "mmseg1" MMSegmentation's own MiT + SegformerHead (0.17+ and 1.x).
@@ -14,7 +16,7 @@ FORMAT_ALIASES = {"mmseg": "nvlabs", "mmseg0": "nvlabs", "original": "nvlabs", "
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SegoptError, ValueError):
     """A checkpoint that cannot be read or converted; the message names the file and the problem."""
 
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from segopt_core.atomic import atomic_file
+from segopt_core.atomic import atomic_file, atomic_folder
 from segopt_core.checkpoints.formats import CheckpointError, normalize_format
 from segopt_core.variants import VariantSpec, select_cells, tiny_cell
 
@@ -64,21 +61,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.model if isinstance(model, LogitsModel) else model
 
 
-def _atomic_folder(out_path: Path, write: Callable[[Path], None]) -> Path:
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    old = out_path.with_name(f".{out_path.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        write(tmp)
-        if out_path.exists():
-            os.replace(out_path, old)
-        os.replace(tmp, out_path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return out_path
-
-
 def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
@@ -102,7 +84,7 @@ def write_checkpoint(model: nn.Module, spec: VariantSpec, out_path: str | Path, 
             f"{out_path}: an MMSegmentation-head model can be written as mmseg1 or safetensors, not {fmt}"
         )
     if fmt == "hf":
-        return _atomic_folder(out_path, lambda tmp: _save_hf_folder(inner, spec, tmp))
+        return atomic_folder(out_path, lambda tmp: _save_hf_folder(inner, spec, tmp))
     state = _plain_state(inner)
     if fmt == "safetensors":
         from safetensors.torch import save_file

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segopt_core.errors import SegoptError
 from segopt_core.variants import (
     ADE20K,
     CITYSCAPES,
@@ -27,7 +28,7 @@ _CITY_TRAIN_IDS = "_gtFine_labelTrainIds.png"
 _CITY_LABEL_IDS = "_gtFine_labelIds.png"
 
 
-class DatasetError(ValueError):
+class DatasetError(SegoptError, ValueError):
     """A dataset folder or file that cannot be read as segmentation data."""
 
 
@@ -230,7 +231,7 @@ def _pair_by_key(
     for path, reason in sorted(problems):
         if strict:
             raise DatasetError(
-                f"{path}: {reason}; add the missing file, remove this one, or pass strict=False"
+                f"{path}: {reason}; add the missing file, remove this one, or pass --no-strict to skip it"
             )
         log.warning("skipping %s: %s", path, reason)
         skipped.append((path, reason))

@@ -9,14 +9,13 @@ Everything is drawn with vectorised numpy/cv2 and is deterministic by seed.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from segopt_core.atomic import atomic_folder
+from segopt_core.errors import SegoptError
 from segopt_core.variants import ADE20K, CITYSCAPES, IGNORE_INDEX
 
 SYNTH_CLASSES = ("road", "sidewalk", "building", "vegetation", "sky", "person", "car")
@@ -29,7 +28,7 @@ CITYSCAPES_LABEL_IDS = (7, 8, 11, 21, 23, 24, 26)  # official labelIds of the sa
 SYNTH_LAYOUTS = ("ade20k", "cityscapes", "folder")
 
 
-class SynthError(ValueError):
+class SynthError(SegoptError, ValueError):
     """Bad synthetic-data request (unknown layout, tiny size, existing output)."""
 
 
@@ -348,21 +347,15 @@ def synth_dataset(
         raise SynthError(
             f"{out}: output folder exists and is not empty; use another or pass overwrite=True (--overwrite)"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         jobs = [("train", i) for i in range(n_train)] + [("val", i) for i in range(n_val)]
         for split, index in tqdm(jobs, disable=not progress, desc=f"synth {layout}", unit="img"):
             rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
             _write_sample(tmp, layout, split, index, *synth_scene(rng, config.size))
         _write_metadata(tmp, config)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return atomic_folder(out, write)
 
 
 def _write_metadata(root: Path, config: SynthConfig) -> None:

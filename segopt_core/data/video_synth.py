@@ -25,11 +25,12 @@ from segopt_core.data.synth import (
     texture_fields,
     to_label_space,
 )
+from segopt_core.errors import SegoptError
 
 AUTO = -1
 
 
-class VideoSynthError(RuntimeError):
+class VideoSynthError(SegoptError, RuntimeError):
     """A synthetic video that could not be written or does not read back as written."""
 
 

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from segopt_core.data.datasets import Sample, SegDataset
+from segopt_core.errors import SegoptError
 from segopt_core.evaluation.inference import predict_masks_batch, resolve_mode, slide_stride
 from segopt_core.evaluation.metrics import ConfusionMatrix
 from segopt_core.predictor import Predictor
 from segopt_core.variants import VariantSpec
 
 
-class EvaluationError(ValueError):
+class EvaluationError(SegoptError, ValueError):
     """A model and a dataset that cannot be evaluated together."""
 
 

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from segopt_core.data.preprocess import preprocess, resize_to_test_scale
+from segopt_core.errors import SegoptError
 from segopt_core.predictor import Predictor
 from segopt_core.variants import VariantSpec
 
 MODES = ("whole", "slide")
 
 
-class InferenceError(ValueError):
+class InferenceError(SegoptError, ValueError):
     """An inference request the protocol cannot serve (unknown mode, bad image, wrong logits shape)."""
 
 

@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 
+from segopt_core.errors import SegoptError
 from segopt_core.variants import IGNORE_INDEX
 
 
-class MetricsError(ValueError):
+class MetricsError(SegoptError, ValueError):
     """Predictions or labels that do not fit the confusion matrix."""
 
 

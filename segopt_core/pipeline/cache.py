@@ -8,7 +8,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from segopt_core.atomic import atomic_file
+from segopt_core.atomic import write_json_atomic
+
+# Kept only for reports/plots.py, which still imports it from here (reports -> pipeline is the one import
+# cycle left, allowed in tests/test_layering.py); new code imports segopt_core.atomic.
+__all__ = ["ResultCache", "cache_key"]
 
 
 def cache_key(checkpoint_sha256: str, options: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
@@ -17,21 +21,6 @@ def cache_key(checkpoint_sha256: str, options: Mapping[str, Any], settings: Mapp
         {"sha256": checkpoint_sha256, "options": options, "settings": settings}, sort_keys=True, default=str
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write bytes atomically, so readers never see half a file."""
-    return atomic_file(path, lambda tmp: tmp.write_bytes(data))
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write text atomically (see write_bytes_atomic)."""
-    return write_bytes_atomic(path, text.encode())
-
-
-def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    """Write JSON atomically (see write_text_atomic)."""
-    return write_text_atomic(path, json.dumps(payload, indent=1, default=str))
 
 
 class ResultCache:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segopt_core.backends.options import SUPPORTED, VariantOptions, default_variants
+from segopt_core.backends.options import BACKENDS, PRECISIONS, SUPPORTED, VariantOptions, default_variants
+from segopt_core.errors import OptionError
 from segopt_core.pipeline.cache import cache_key
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CELLS, DATASETS, ENCODERS, VariantSpec
 
 REFERENCE_VARIANT = VariantOptions("torch", "fp32")  # the eager fp32 model every variant is compared with
 
@@ -61,6 +64,44 @@ class VariantJob:
         }
 
 
+def check_names(what: str, given: Iterable[str] | None, valid: Iterable[str]) -> None:
+    """OptionError naming the first unknown value, a close match and every valid one (one line)."""
+    valid = list(valid)
+    for name in given or ():
+        if name not in valid:
+            close = [v for v in valid if v.startswith(name)][:3] or difflib.get_close_matches(
+                name, valid, 2, 0.7
+            )
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise OptionError(f"unknown {what} {name!r}{hint}; valid: {', '.join(valid)}")
+
+
+# words a cell name is made of: encoder, resolution, dataset, then e.g. "150cls" / "custom" for custom cells
+_CELL_WORDS = {*ENCODERS, *DATASETS, "tiny", "custom"}
+
+
+def check_cell_patterns(patterns: Iterable[str] | None) -> None:
+    """OptionError for a --cells pattern that no cell name can contain (e.g. 'b9-999-mars')."""
+    for pattern in patterns or ():
+        words = pattern.lower().split("-")
+        if any(pattern.lower() in name for name in CELLS):
+            continue
+        if all(w in _CELL_WORDS or re.fullmatch(r"\d+(cls)?", w) for w in words):
+            continue  # a custom cell's name, e.g. b0-128-ade20k or tiny-64-ade20k
+        raise OptionError(
+            f"unknown cell pattern {pattern!r}; valid: (parts of) cell names made of an encoder "
+            f"({', '.join(ENCODERS)}, tiny), a resolution and a dataset ({', '.join(DATASETS)}), "
+            f"e.g. {', '.join(CELLS)}"
+        )
+
+
+def check_batch_sizes(batch_sizes: Iterable[int] | None) -> None:
+    """OptionError unless every batch size is a positive integer."""
+    bad = [b for b in batch_sizes or () if isinstance(b, bool) or not isinstance(b, int) or b < 1]
+    if bad:
+        raise OptionError(f"batch sizes must be positive integers, e.g. 1,4,8; got {bad[0]!r}")
+
+
 def select_options(
     backends: Sequence[str] | None = None,
     precisions: Sequence[str] | None = None,
@@ -72,11 +113,15 @@ def select_options(
     A (backend, precision) pair named explicitly in both filters but absent from the defaults is added
     with default options when the backend implements it (e.g. tensorrt on a CPU machine -> a skipped row).
     A slug in `variants` may name any known variant, also one this machine does not build by default
-    (e.g. torch-compile-int8-static-folded without VNNI).
+    (e.g. torch-compile-int8-static-folded without VNNI). Unknown names, and filters that select nothing,
+    raise OptionError listing the valid values.
     """
+    check_names("backend", backends, BACKENDS)
+    check_names("precision", precisions, PRECISIONS)
+    defaults = default_variants(cuda)
     chosen = [
         o
-        for o in default_variants(cuda)
+        for o in defaults
         if (not backends or o.backend in backends) and (not precisions or o.precision in precisions)
     ]
     if backends and precisions:
@@ -85,16 +130,38 @@ def select_options(
             for precision in precisions:
                 if (backend, precision) not in covered and precision in SUPPORTED.get(backend, ()):
                     chosen.append(VariantOptions(backend, precision))
-    unknown = sorted(set(backends or ()) - set(SUPPORTED))
-    if unknown:
-        raise ValueError(f"unknown backends {unknown}; valid: {', '.join(SUPPORTED)}")
     if variants:
         known = {o.slug: o for o in [*chosen, *default_variants(cuda=True, bf16=True, pt2e=True)]}
-        missing = sorted(set(variants) - set(known))
-        if missing:
-            raise ValueError(f"unknown variants {missing}; known: {', '.join(sorted(known))}")
+        check_names("variant", variants, sorted(known))
         chosen = [known[slug] for slug in dict.fromkeys(variants)]
+    elif (backends or precisions) and not chosen:
+        filters = {"--backends": backends, "--precisions": precisions}
+        asked = " ".join(f"{flag} {','.join(v)}" for flag, v in filters.items() if v)
+        here = ", ".join(o.slug for o in defaults)
+        raise OptionError(
+            f"no variant matches {asked} on this machine; its variants: {here} "
+            "(name a backend and a precision together to add another pair)"
+        )
     return [REFERENCE_VARIANT, *(o for o in chosen if o != REFERENCE_VARIANT)]
+
+
+def known_slugs() -> list[str]:
+    """Every variant name select_options accepts on any machine (CUDA, bf16 and PT2E variants included)."""
+    return sorted(o.slug for o in default_variants(cuda=True, bf16=True, pt2e=True))
+
+
+def check_run_options(
+    cells: Sequence[str] | None,
+    backends: Sequence[str] | None,
+    precisions: Sequence[str] | None,
+    variants: Sequence[str] | None,
+    batch_sizes: Sequence[int],
+    cuda: bool = False,
+) -> list[VariantOptions]:
+    """Every optimize-all option checked before anything is built (OptionError); the variants to build."""
+    check_cell_patterns(cells)
+    check_batch_sizes(batch_sizes)
+    return select_options(backends, precisions, variants, cuda)
 
 
 def plan_jobs(

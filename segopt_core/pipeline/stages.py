@@ -65,21 +65,9 @@ def sample_images(source: EvalSource) -> list[np.ndarray]:
 
 def calibration_images(source: EvalSource, spec: VariantSpec, count: int = 32) -> np.ndarray:
     """Preprocessed (N,3,H,W) images at the crop size for INT8 static calibration (train split first)."""
-    import cv2
+    from segopt_core.backends.calibration import load_calibration_images
 
-    from segopt_core.data import DatasetError, open_dataset, preprocess
-
-    root = source.data_dir or source.samples_dir
-    try:
-        dataset = open_dataset(root, split="train")
-    except DatasetError:
-        dataset = open_dataset(root, split="val")
-    if len(dataset) == 0:
-        dataset = open_dataset(root, split="val")
-    height, width = spec.crop_size
-    images = [dataset[i].image for i in range(min(count, len(dataset)))]
-    resized = [cv2.resize(im, (width, height), interpolation=cv2.INTER_LINEAR) for im in images]
-    return np.stack([preprocess(im, spec) for im in resized])
+    return load_calibration_images(source.data_dir or source.samples_dir, spec, count)
 
 
 def prepare_samples(work_dir: str | Path, specs: Sequence[VariantSpec], count: int = 4, seed: int = 0) -> str:

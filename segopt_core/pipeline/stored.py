@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segopt_core.pipeline.jobs import matches
+from segopt_core.pipeline.jobs import (
+    check_batch_sizes,
+    check_cell_patterns,
+    check_names,
+    known_slugs,
+    matches,
+)
 from segopt_core.variants import VariantSpec
 
 
@@ -23,6 +29,22 @@ def _checkpoint_paths(cache_root: Path) -> dict[str, str]:
         if record.get("artifact") and record.get("checkpoint"):
             found[str(Path(record["artifact"]).resolve())] = record["checkpoint"]
     return found
+
+
+def check_nightly_options(
+    store_root: str | Path,
+    cells: Sequence[str] | None,
+    variants: Sequence[str] | None,
+    batch_sizes: Sequence[int],
+) -> None:
+    """OptionError for a mistyped cell pattern, batch size or variant (known or stored slugs are valid)."""
+    from segopt_core.backends import ArtifactStore
+
+    check_cell_patterns(cells)
+    check_batch_sizes(batch_sizes)
+    if variants:
+        stored = {a.metadata["slug"] for a in ArtifactStore(store_root).artifacts()}
+        check_names("variant", variants, sorted({*known_slugs(), *stored}))
 
 
 def stored_variants(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from segopt_core.pipeline.cache import write_text_atomic
+from segopt_core.atomic import write_text_atomic
 from segopt_core.reports.history import (
     append_history,
     compare_with_history,

@@ -20,12 +20,23 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
     return atomic_file(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def append_history(frame: pd.DataFrame, history_root: str | Path, run_id: str, when: dt.date) -> Path:
-    """Add one run's rows as `history_root/date=YYYY-MM-DD/<run_id>.parquet`; never rewrites other runs."""
+def reused(frame: pd.DataFrame) -> pd.Series:
+    """True for rows copied from the result cache of an earlier run (not a new measurement)."""
+    return frame["reused"].fillna(False).astype(bool)
+
+
+def append_history(frame: pd.DataFrame, history_root: str | Path, run_id: str, when: dt.date) -> Path | None:
+    """Add one run's own measurements as `history_root/date=YYYY-MM-DD/<run_id>.parquet`.
+
+    Rows reused from the result cache are left out: their measurement is already in the history under the
+    run that made it, and a copy would count twice in the baseline. None when nothing was measured.
+    Never rewrites other runs.
+    """
     path = Path(history_root) / f"date={when.isoformat()}" / f"{run_id}.parquet"
     if path.exists():
         raise FileExistsError(f"{path}: run {run_id} is already in the history (it is append-only)")
-    return write_parquet_atomic(frame_to_table(frame), path)
+    measured = frame[~reused(frame)]
+    return write_parquet_atomic(frame_to_table(measured), path) if len(measured) else None
 
 
 def read_history(history_root: str | Path) -> pd.DataFrame:
@@ -46,9 +57,10 @@ def compare_with_history(
     """Each ok row of `current` against the median of the last `window` earlier ok runs of the same key.
 
     The key is (model, checkpoint, variant, batch size, machine). A row regresses when its median latency is
-    more than `threshold` above the baseline median (throughput is reported alongside).
+    more than `threshold` above the baseline median (throughput is reported alongside). Only measurements
+    count: rows reused from the result cache (copies of an earlier run's) are ignored on both sides.
     """
-    ok = lambda f: f[f["status"] == "ok"]  # noqa: E731
+    ok = lambda f: f[(f["status"] == "ok") & ~reused(f)]  # noqa: E731
     earlier = ok(history)
     earlier = earlier[~earlier["run_id"].isin(current["run_id"].unique())]
     out = []

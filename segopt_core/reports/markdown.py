@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from segopt_core.atomic import write_text_atomic
 from segopt_core.benchmark.contention import describe_quality
-from segopt_core.pipeline.cache import write_text_atomic
 from segopt_core.reports.recommend import accuracy_label, recommendations
 
 TRACKING_HEADING = "## Tracking"
@@ -120,8 +120,9 @@ def accuracy_speed_tables(frame: pd.DataFrame) -> str:
             best = group[group["variant"] == r["variant"]]["throughput_ips"].max()
             accuracy = r["miou"] if r["eval_mode"] == "labels" else r["pixel_agreement"]
             verdict = "–" if r["accepted"] is pd.NA else ("accepted" if r["accepted"] else "**rejected**")
+            variant = f"{r['variant']} (reused)" if r["reused"] is True else r["variant"]
             rows.append(
-                [r["variant"], r["precision"], accuracy, _pct(r["miou_ratio"]), verdict,
+                [variant, r["precision"], accuracy, _pct(r["miou_ratio"]), verdict,
                  _marked(r["throughput_ips"], r), _speedup(r), best]
             )  # fmt: skip
         mode = group["eval_mode"].iloc[0]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from segopt_core.pipeline.cache import write_bytes_atomic
+from segopt_core.atomic import write_bytes_atomic
 from segopt_core.reports.recommend import accuracy_label
 
 LOG_SPAN = 20.0  # a log axis once the largest value is more than 20x the smallest

@@ -77,19 +77,6 @@ RESULT_SCHEMA = pa.schema(
     [pa.field(c.name, pa.type_for_alias(c.type), nullable=True) for c in COLUMNS],
     metadata={"segopt_result_schema_version": str(RESULT_SCHEMA_VERSION)},
 )
-METRIC_COLUMNS = (
-    "latency_ms_median",
-    "latency_ms_p90",
-    "latency_ms_p99",
-    "throughput_ips",
-    "peak_rss_mb",
-    "model_size_mb",
-    "miou",
-    "miou_ratio",
-    "pixel_agreement",
-    "miou_vs_reference",
-    "speedup_vs_torch_fp32",
-)
 
 
 def result_row(**values: Any) -> dict[str, Any]:
@@ -124,11 +111,6 @@ def rows_to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def frame_to_table(frame: pd.DataFrame) -> pa.Table:
     """A results DataFrame back to an Arrow table of the fixed schema."""
     return pa.Table.from_pandas(frame[list(COLUMN_NAMES)], schema=RESULT_SCHEMA, preserve_index=False)
-
-
-def frame_to_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A results DataFrame as plain row dicts (nulls as None)."""
-    return frame_to_table(frame).to_pylist()
 
 
 def schema_markdown() -> str:

@@ -9,8 +9,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from segopt_core.errors import SegoptError
 
-class TrainConfigError(ValueError):
+
+class TrainConfigError(SegoptError, ValueError):
     """A training config value is out of range or inconsistent; the message names field, value and range."""
 
 

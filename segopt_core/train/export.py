@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from segopt_core.atomic import atomic_folder
 from segopt_core.variants import VariantSpec
 
 METADATA_NAME = "segopt.json"
@@ -85,23 +83,12 @@ def _save_quietly(model: nn.Module, folder: Path) -> None:
 
 def export_hf_folder(model: nn.Module, out_dir: Path, metadata: dict[str, Any]) -> Path:
     """save_pretrained + segopt.json in a temp folder, swapped in for `out_dir` (never half-written)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        _save_quietly(model, tmp)
-        (tmp / METADATA_NAME).write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n")
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+
+    def write(folder: Path) -> None:
+        _save_quietly(model, folder)
+        (folder / METADATA_NAME).write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n")
+
+    return atomic_folder(out_dir, write)
 
 
 def read_metadata(folder: Path) -> dict[str, Any]:

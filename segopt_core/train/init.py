@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from transformers import SegformerForSemanticSegmentation
 
+from segopt_core.errors import SegoptError
 from segopt_core.models import build_hf_model
 from segopt_core.variants import (
     CELLS,
@@ -26,7 +27,7 @@ from segopt_core.variants import (
 log = logging.getLogger(__name__)
 
 
-class InitError(ValueError):
+class InitError(SegoptError, ValueError):
     """A start point that cannot be used for training; the message names the file and the problem."""
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from segopt_core.data import SegDataset, open_dataset
+from segopt_core.errors import SegoptError
 from segopt_core.train.augment import AugmentConfig, augment
 from segopt_core.train.config import TrainConfig
 from segopt_core.train.export import export_hf_folder, set_class_names, training_metadata
@@ -32,7 +33,7 @@ MetricsCallback = Callable[[int, dict[str, float]], None]
 STATE_FILE = "state/latest.pt"
 
 
-class TrainError(RuntimeError):
+class TrainError(SegoptError, RuntimeError):
     """A run that cannot start or continue (data, device or resume problem), with the fix in the message."""
 
 

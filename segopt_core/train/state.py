@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from segopt_core.atomic import atomic_file
+from segopt_core.errors import SegoptError
 
 STATE_VERSION = 1
 
 
-class ResumeError(RuntimeError):
+class ResumeError(SegoptError, RuntimeError):
     """A training state file that cannot be resumed from (missing, unreadable or from another run)."""
 
 

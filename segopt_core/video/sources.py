@@ -12,12 +12,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from segopt_core.errors import SegoptError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 DEFAULT_SEQUENCE_FPS = 25.0  # image folders carry no timing; 25 fps unless the caller says otherwise
 
 
-class VideoError(RuntimeError):
+class VideoError(SegoptError, RuntimeError):
     """A video source, output or pipeline problem; the message names the source, the value and the fix."""
 
 

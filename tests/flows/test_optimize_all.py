@@ -167,7 +167,7 @@ def test_nightly_benchmark_appends_history_and_flags_regressions(second_run, sto
     history_root = Path(dirs["report_dir"]) / "history"
     # an earlier run of the same variants measured impossibly fast: the nightly must flag all of them
     fast = read_results(second_run).assign(
-        run_id="ancient", latency_ms_median=1e-6, date="2026-01-01T00:00:00"
+        run_id="ancient", latency_ms_median=1e-6, date="2026-01-01T00:00:00", reused=False
     )
     append_history(fast, history_root, "ancient", dt.date(2026, 1, 1))
 

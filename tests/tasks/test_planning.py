@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from flows.runners import make_task_runner
-from segopt_core.pipeline.jobs import CheckpointRef, plan_jobs, select_options
+from segopt_core.backends import CalibrationError
+from segopt_core.errors import OptionError, SegoptError
+from segopt_core.pipeline.jobs import CheckpointRef, check_run_options, plan_jobs, select_options
 from segopt_core.variants import tiny_cell
 
 
@@ -19,14 +22,14 @@ def test_torch_fp32_reference_is_always_first():
 def test_explicit_pairs_outside_the_defaults_are_added():
     slugs = [o.slug for o in select_options(["tensorrt"], ["fp16"], cuda=False)]
     assert slugs == ["torch-fp32", "tensorrt-fp16"]  # on a CPU machine this becomes a skipped row
-    with pytest.raises(ValueError, match="unknown backends"):
+    with pytest.raises(ValueError, match="unknown backend 'tensorflow'"):
         select_options(["tensorflow"], None)
 
 
 def test_a_slug_may_name_a_variant_outside_the_machine_defaults():
     slugs = [o.slug for o in select_options(variants=["torch-compile-int8-static-folded"], cuda=False)]
     assert slugs == ["torch-fp32", "torch-compile-int8-static-folded"]
-    with pytest.raises(ValueError, match="unknown variants.*onnxruntime-fp32-folded"):
+    with pytest.raises(ValueError, match="unknown variant 'onnxruntime-fp33'.*onnxruntime-fp32-folded"):
         select_options(variants=["onnxruntime-fp33"], cuda=False)
 
 
@@ -59,3 +62,63 @@ def test_default_sources_prefer_the_demo_trained_b0(tmp_path):
     (best / "config.json").write_text("{}")
     (tmp_path / "data" / "synth-ade20k").mkdir(parents=True)
     assert default_sources(tmp_path) == ([str(best)], str(tmp_path / "data" / "synth-ade20k"))
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        (
+            "precisions",
+            ["int8"],
+            r"unknown precision 'int8' \(did you mean int8-\w+ or int8-\w+\?\); valid: fp32,",
+        ),
+        (
+            "backends",
+            ["onnx-runtime"],
+            r"unknown backend 'onnx-runtime' \(did you mean onnxruntime\?\); valid: torch,",
+        ),
+        (
+            "backends",
+            ["tensorflow"],
+            r"unknown backend 'tensorflow'; valid: torch, torch-compile, onnxruntime",
+        ),
+        ("variants", ["torch-fp33"], r"unknown variant 'torch-fp33' \(did you mean torch-fp32.*; valid: "),
+        ("cells", ["b9-999-mars"], r"unknown cell pattern 'b9-999-mars'; valid: .*b0-512-ade20k"),
+        ("batch_sizes", [1, 0], r"batch sizes must be positive integers, e.g. 1,4,8; got 0"),
+    ],
+)
+def test_mistyped_options_are_refused_with_the_valid_values(option, value, message):
+    """`--precisions int8` used to build torch-fp32 only and exit 0; the others died with a traceback."""
+    options = {"cells": None, "backends": None, "precisions": None, "variants": None, "batch_sizes": [1]}
+    with pytest.raises(OptionError, match=message) as caught:
+        check_run_options(**{**options, option: value})
+    assert isinstance(caught.value, SegoptError) and isinstance(caught.value, ValueError)
+    assert "\n" not in str(caught.value)
+
+
+def test_filters_that_select_nothing_here_are_refused():
+    with pytest.raises(OptionError, match="no variant matches --backends tensorrt on this machine"):
+        select_options(["tensorrt"], None, cuda=False)
+    with pytest.raises(OptionError, match="--backends torch-compile --precisions int8-dynamic"):
+        select_options(["torch-compile"], ["int8-dynamic"], cuda=False)
+
+
+@pytest.mark.parametrize(
+    "pattern", ["b0", "ade20k", "B2-1024", "tiny-64-ade20k", "b0-128-ade20k", "b0-512-ade20k-19cls-custom"]
+)
+def test_cell_patterns_of_matrix_and_custom_cells_are_accepted(pattern):
+    assert [o.slug for o in check_run_options([pattern], None, None, ["torch-fp32"], [1, 4])] == [
+        "torch-fp32"
+    ]
+
+
+def test_calibration_images_of_optimize_all_use_the_one_calibration_loader(tmp_path, tiny_spec):
+    from segopt_core.data import synth_dataset
+    from segopt_core.pipeline.stages import EvalSource, calibration_images
+
+    data = synth_dataset(tmp_path / "ade", "ade20k", n_train=0, n_val=3, size=(48, 80), seed=0)
+    batch = calibration_images(EvalSource(data_dir=str(data)), tiny_spec, count=8)  # no train split: val
+    assert batch.shape == (3, 3, 64, 64) and batch.dtype == np.float32
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError, match="no images found"):
+        calibration_images(EvalSource(samples_dir=str(tmp_path / "empty")), tiny_spec)

@@ -138,3 +138,45 @@ def test_accepts_a_loaded_checkpoint(tmp_path, tiny_model, tiny_spec):
     np.testing.assert_allclose(
         load_predictor(artifact.path)(x), ckpt.model(torch.from_numpy(x)).detach().numpy(), atol=1e-5
     )
+
+
+def test_a_concurrent_valid_artifact_wins_over_a_later_build(built):
+    """Two builds of one variant race: the later one keeps the earlier's folder (a reader may be using it)."""
+    from segopt_core.backends.artifacts import _publish
+
+    _, first = built
+    inode = first.path.stat().st_ino
+    late = first.path.parent / ".tmp-late-build"
+    late.mkdir()
+    assert _publish(late, first.path) == first.path
+    assert first.path.stat().st_ino == inode and (first.path / MODEL_FILE).is_file()
+    assert not list(first.path.parent.glob(".trash-*"))
+
+
+def test_a_broken_folder_is_replaced_and_force_replaces_a_valid_one(built, tiny_model, tiny_spec):
+    from segopt_core.backends.artifacts import _publish
+
+    store, first = built
+    (first.path / MODEL_FILE).write_bytes(b"truncated")
+    fresh = first.path.parent / ".tmp-fresh-build"
+    fresh.mkdir()
+    assert _publish(fresh, first.path) == first.path and not (first.path / MODEL_FILE).exists()
+    rebuilt = store.get_or_build(tiny_model, TORCH_FP32, spec=tiny_spec)
+    inode = rebuilt.path.stat().st_ino
+    forced = store.get_or_build(tiny_model, TORCH_FP32, spec=tiny_spec, force=True)
+    assert not forced.reused and forced.path.stat().st_ino != inode
+
+
+@pytest.mark.parametrize("kind", ["hf", "mmseg"])
+def test_source_weights_rebuild_the_same_model(tmp_path, tiny_spec, kind):
+    """load_source builds the empty model with the checkpoint loader's builder, for either head."""
+    from segopt_core.backends.source import load_source, save_source, spec_to_dict
+    from segopt_core.checkpoints import build_mmseg_model
+
+    inner = build_mmseg_model(tiny_spec, seed=2) if kind == "mmseg" else build_hf_model(tiny_spec, seed=2)
+    model = LogitsModel(inner).eval()
+    meta = {**save_source(model, tmp_path), "spec": spec_to_dict(tiny_spec)}
+    loaded, spec = load_source(tmp_path, meta)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert meta["model_kind"] == kind and spec == tiny_spec and torch.equal(loaded(x), model(x))

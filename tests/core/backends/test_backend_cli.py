@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import cv2
 import numpy as np
@@ -109,3 +110,16 @@ def test_unavailable_backend_is_skipped(checkpoint, store_dir):
 def test_predict_on_non_artifact(tmp_path):
     result = runner.invoke(app, ["predict", "--artifact", str(tmp_path), str(tmp_path / "x.png")])
     assert result.exit_code == 2 and "not a segopt artifact" in result.stderr
+
+
+def test_optimize_without_onnxruntime_says_which_extra_to_install(checkpoint, tmp_path, monkeypatch):
+    """`pip install segopt` without the cpu/gpu extra: one line naming the extras, not ModuleNotFoundError."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    result = runner.invoke(
+        app, ["optimize", str(checkpoint), "--backend", "onnxruntime", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 3, result.output
+    assert result.stderr.strip() == (
+        "skipped: ONNX Runtime is not installed: install segopt[cpu] or segopt[gpu] (never both)"
+    )
+    assert not list(tmp_path.rglob("*.onnx"))  # refused before the export, nothing half-built

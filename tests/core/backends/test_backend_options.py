@@ -42,6 +42,17 @@ def test_int8_static_gets_default_calibration_and_round_trips():
     assert opts.digest() != VariantOptions("onnxruntime", "int8-static").digest()
 
 
+def test_cuda_variants_are_named_apart_from_the_cpu_ones():
+    """A CUDA torch fp32 variant was named torch-fp32, like the CPU reference every speedup is relative to."""
+    assert VariantOptions("torch", "fp32", device="cuda").slug == "torch-fp32-cuda"
+    assert VariantOptions("torch", "fp16", fold_decode_head=True).slug == "torch-fp16-folded-cuda"
+    assert VariantOptions("torch-compile", "bf16", device="cuda").slug == "torch-compile-bf16-cuda"
+    assert VariantOptions("onnxruntime", "fp16", device="cuda").slug == "onnxruntime-fp16-cuda"
+    assert VariantOptions("tensorrt", "int8-static").slug == "tensorrt-int8-static"  # CUDA-only backend
+    cpu = default_variants(cuda=False, bf16=True, pt2e=True)
+    assert not any("cuda" in v.slug for v in cpu) and "torch-fp32" in {v.slug for v in cpu}
+
+
 def test_cuda_only_variants_force_cuda_device():
     assert VariantOptions("tensorrt", "fp16").device == "cuda"
     assert VariantOptions("torch", "fp16").device == "cuda"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segopt_core.benchmark import COLUMNS, benchmark_predictor, detect_allocator, machine_fingerprint
-from segopt_core.benchmark.fingerprint import _cpuinfo
+from segopt_core.cpuinfo import read_cpuinfo as _cpuinfo
 
 MACHINE_COLUMNS = [c.name for c in COLUMNS[COLUMNS.index(next(c for c in COLUMNS if c.name == "hostname")) :]]
 

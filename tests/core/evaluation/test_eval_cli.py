@@ -49,6 +49,10 @@ def test_evaluate_json(ade_data, hf_checkpoint, tmp_path) -> None:
         (["evaluate", "--checkpoint", "{ckpt}", "--data", "{data}", "--split", "test"], "unknown split"),
         (["evaluate", "--checkpoint", "{ckpt}", "--data", "{data}", "--mode", "tiles"], "valid modes"),
         (["evaluate", "--checkpoint", "{ckpt}", "--data", "{data}", "--limit", "0"], "--limit"),
+        (
+            ["evaluate", "--checkpoint", "{ckpt}", "--data", "{data}", "--batch-size", "0"],
+            "--batch-size must be",
+        ),
         (["data", "synth", "--out", "{data}"], "not empty"),
         (["data", "synth", "--out", "{tmp}/x", "--size", "big"], "not HxW"),
         (["data", "synth-video", "--out", "{tmp}/v.mp4", "--frames", "1"], "n_frames"),

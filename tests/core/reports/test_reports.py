@@ -7,14 +7,20 @@ import json
 import os
 import stat
 
+import pandas as pd
 import pytest
 
 from segopt_core.pipeline.cache import ResultCache, cache_key
 from segopt_core.pipeline.gate import AccuracyGate
 from segopt_core.pipeline.results import records_to_rows
 from segopt_core.reports import RegressionPolicy, read_results, set_tracking_note, write_report
-from segopt_core.reports.history import append_history, compare_with_history, read_history
-from segopt_core.reports.schema import COLUMN_NAMES, result_row, rows_to_frame
+from segopt_core.reports.history import (
+    append_history,
+    compare_with_history,
+    read_history,
+    write_parquet_atomic,
+)
+from segopt_core.reports.schema import COLUMN_NAMES, frame_to_table, result_row, rows_to_frame
 
 RUN = {"run_id": "r1", "flow": "optimize-all", "flow_run_id": "", "machine_id": "m1"}
 
@@ -186,3 +192,34 @@ def test_regression_measured_on_a_busy_machine_is_marked(rows):
     text = regressions_table(comparison, frame)
     assert "| torch-fp32 | 1 | 1 | 1.00 | 10.00 | +900.0 % | **REGRESSION** ⚠ busy machine |" in text
     assert "| onnxruntime-fp32 | 1 | 1 | 1.00 | 8.00 | +700.0 % | **REGRESSION** |" in text
+
+
+def test_rows_reused_from_the_cache_never_count_twice_in_the_baseline(rows, tmp_path):
+    """Three optimize-all runs of one checkpoint (runs 2 and 3 fully reused), then a nightly run."""
+    reports, history = tmp_path / "reports", tmp_path / "reports" / "history"
+    meta = {**RUN, "machine": "test box", "notes": []}
+    write_report(rows, reports, meta, history)
+    for run_id in ("r2", "r3"):
+        reused = [{**r, "run_id": run_id, "reused": True} for r in rows]
+        report = write_report(reused, reports, {**meta, "run_id": run_id}, history)
+        assert report.history is None  # no new measurement, nothing for the history
+        assert read_results(report.dir)["reused"].all()  # still in the run's own report...
+        assert "torch-fp32 (reused)" in report.summary.read_text()  # ...and marked there
+    assert set(read_history(history)["run_id"]) == {"r1"}
+    nightly = [{**r, "run_id": "n1", "flow": "nightly-benchmark"} for r in rows]
+    report = write_report(nightly, reports, {**meta, "run_id": "n1"}, history, RegressionPolicy())
+    comparison = pd.read_csv(report.comparison)
+    assert len(comparison) == 6 and (comparison["baseline_runs"] == 1).all()
+
+
+def test_a_history_holding_reused_copies_still_counts_each_measurement_once(rows, tmp_path):
+    """Histories written before reused rows were kept out: the copies are ignored by the comparison."""
+    history = tmp_path / "history"
+    for i, run_id in enumerate(["r1", "r2", "r3"]):
+        copies = [{**r, "run_id": run_id, "reused": i > 0} for r in rows]
+        write_parquet_atomic(
+            frame_to_table(rows_to_frame(copies)), history / "date=2026-11-20" / f"{run_id}.parquet"
+        )
+    nightly = rows_to_frame([{**r, "run_id": "n1"} for r in rows])
+    comparison = compare_with_history(nightly, read_history(history))
+    assert (comparison["baseline_runs"] == 1).all()
