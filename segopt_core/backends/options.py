@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-BACKENDS = ("torch", "torch-compile", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "torch-compile", "onnxruntime", "tensorrt", "openvino")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PRESETS = ("segformer-safe",)
@@ -18,6 +18,7 @@ SUPPORTED = {
     "torch-compile": ("fp32", "bf16", "int8-static"),  # int8-static = PT2E + X86InductorQuantizer
     "onnxruntime": ("fp32", "fp16", "int8-dynamic", "int8-static"),
     "tensorrt": ("fp32", "fp16", "int8-static"),
+    "openvino": ("fp32", "bf16", "int8-static"),  # int8-static = NNCF post-training quantization
 }
 
 
@@ -192,4 +193,18 @@ def default_variants(cuda: bool, bf16: bool | None = None, pt2e: bool | None = N
             VariantOptions("tensorrt", "fp16", fold_decode_head=True),
             VariantOptions("tensorrt", "int8-static", fold_decode_head=True),
         ]
+    return variants + openvino_variants(bf16)
+
+
+def openvino_variants(bf16: bool) -> list[VariantOptions]:
+    """OpenVINO (folded) where it is installed: fp32, bf16 where native, NNCF INT8 where VNNI/AMX."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return []
+    variants = [VariantOptions("openvino", "fp32", fold_decode_head=True)]
+    if bf16:
+        variants.append(VariantOptions("openvino", "bf16", fold_decode_head=True))
+    if cpu_has_int8_dot():
+        variants.append(VariantOptions("openvino", "int8-static", fold_decode_head=True))
     return variants
