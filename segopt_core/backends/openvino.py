@@ -185,4 +185,4 @@ def default_precision() -> str:
     """The segopt precision OpenVINO picks on this CPU without a hint ('bf16' or 'fp32')."""
     core = openvino().Core()
     hint = str(core.get_property("CPU", "INFERENCE_PRECISION_HINT")).lower()
-    return "bf16" if "bf16" in hint else "fp32"
+    return "bf16" if "bf16" in hint or "bfloat16" in hint else "fp32"
