@@ -18,11 +18,10 @@ from torch import nn
 
 from segopt_core.backends.errors import ArtifactError, BackendUnavailable
 from segopt_core.backends.folding import fold_decode_head
-from segopt_core.backends.options import VariantOptions
+from segopt_core.backends.options import VariantOptions, openvino_installed  # noqa: F401 (re-export)
 from segopt_core.variants import VariantSpec
 
 MODEL_FILE = "model.xml"
-WEIGHTS_FILE = "model.bin"
 INPUT_NAME = "pixel_values"
 # INFERENCE_PRECISION_HINT per segopt precision; None = OpenVINO's default (bf16 where the CPU has it,
 # f32 elsewhere) for the layers NNCF left in float.
@@ -38,13 +37,6 @@ def openvino():
     except ImportError as exc:
         raise BackendUnavailable(f"OpenVINO is not installed ({exc}): {INSTALL_HINT}") from None
     return ov
-
-
-def openvino_installed() -> bool:
-    """True when `openvino` can be imported (what default_variants and the tests ask)."""
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
 
 
 def cpu_capabilities() -> list[str]:

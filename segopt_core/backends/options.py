@@ -147,6 +147,13 @@ def pt2e_installed() -> bool:
     return importlib.util.find_spec("torchao") is not None
 
 
+def openvino_installed() -> bool:
+    """True when `openvino` (the `openvino` extra) can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
 # --- presets: named functions, one comment per non-obvious flag --------------------------------------
 
 
@@ -198,9 +205,7 @@ def default_variants(cuda: bool, bf16: bool | None = None, pt2e: bool | None = N
 
 def openvino_variants(bf16: bool) -> list[VariantOptions]:
     """OpenVINO (folded) where it is installed: fp32, bf16 where native, NNCF INT8 where VNNI/AMX."""
-    import importlib.util
-
-    if importlib.util.find_spec("openvino") is None:
+    if not openvino_installed():
         return []
     variants = [VariantOptions("openvino", "fp32", fold_decode_head=True)]
     if bf16:
