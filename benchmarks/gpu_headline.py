@@ -87,8 +87,8 @@ def agreement(candidate, reference_logits, batch) -> float:
     return float((out.argmax(1) == reference_logits.argmax(1)).mean())
 
 
-def run_cell(cell: str, args, store) -> list[Row]:
-    """Build, verify, time and compare every planned variant on one cell."""
+def run_cell(cell: str, args, store, deadline: float = float("inf")) -> list[Row]:
+    """Build, verify, time and compare every planned variant on one cell (skipped past the deadline)."""
     from segopt_core.backends import BackendUnavailable, load_predictor
     from segopt_core.benchmark import benchmark_predictor, describe_error
     from segopt_core.models import build_model
@@ -101,6 +101,10 @@ def run_cell(cell: str, args, store) -> list[Row]:
     rows, reference = [], None
     for label, options in variant_options():
         if not _selected(label, args.variants):
+            continue
+        if time.monotonic() > deadline:
+            reason = f"time budget of {args.budget_s:.0f} s used up"
+            rows += [Row(cell, label, b, "skipped", reason=reason) for b in args.batch_sizes]
             continue
         print(f"[{time.strftime('%H:%M:%S')}] {cell}: {label}", file=sys.stderr, flush=True)
         start = time.perf_counter()
@@ -163,6 +167,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=Path("gpu-headline"), help="Artifact store root.")
     parser.add_argument("--out", type=Path, default=None, help="Also write the table here.")
     parser.add_argument("--dry-run", action="store_true", help="Print the plan and exit (no CUDA needed).")
+    parser.add_argument(
+        "--budget-s", type=float, default=float("inf"), help="Skip variants not started within this many s."
+    )
     args = parser.parse_args(argv)
     args.cells = tuple(c.strip() for c in args.cells.split(",") if c.strip())
     args.batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
@@ -185,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     from segopt_core.benchmark import device_lock, machine_fingerprint
 
     store = ArtifactStore(args.work_dir / "artifacts")
+    deadline = time.monotonic() + args.budget_s
     with device_lock("cuda"):
-        rows = [row for cell in args.cells for row in run_cell(cell, args, store)]
+        rows = [row for cell in args.cells for row in run_cell(cell, args, store, deadline)]
     text = render(rows, machine_fingerprint())
     print(text)
     if args.out:

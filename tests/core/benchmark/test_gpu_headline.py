@@ -60,3 +60,10 @@ def test_without_cuda_it_says_so(gpu_headline, capsys):
         pytest.skip("checks the no-CUDA path")
     assert gpu_headline.main(["--cells", "b0-512-ade20k"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_variants_past_the_time_budget_are_skipped(gpu_headline):
+    args = gpu_headline.parse_args(["--cells", "b0-512-ade20k", "--batch-sizes", "1,8", "--budget-s", "0"])
+    rows = gpu_headline.run_cell("b0-512-ade20k", args, store=None, deadline=0.0)
+    assert len(rows) == 2 * len(gpu_headline.PLAN)
+    assert all(r.status == "skipped" and "time budget" in r.reason for r in rows)
