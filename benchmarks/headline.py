@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -569,7 +570,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_allocator_ab and library is not None:
             log("allocator A/B: glibc vs tcmalloc")
             allocators = allocator_ab(settings, library)
-    command = "python benchmarks/headline.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/headline.py " + shlex.join(sys.argv[1:])
     peer = peer_options()
     load = f"1-min load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end."
     notes = (*args.note, load)
