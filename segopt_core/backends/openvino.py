@@ -8,6 +8,7 @@ an fp32 artifact never silently runs in bf16 on a CPU where bf16 is OpenVINO's d
 from __future__ import annotations
 
 import importlib.metadata
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ def check_available(options: VariantOptions) -> None:
 
 @dataclass
 class OpenVinoPredictor:
-    """A compiled OpenVINO model behind the Predictor interface (one infer request, synchronous)."""
+    """A compiled OpenVINO model behind the Predictor interface (one infer request, calls serialized)."""
 
     compiled: object
     name: str
@@ -67,11 +68,13 @@ class OpenVinoPredictor:
 
     def __post_init__(self) -> None:
         self._request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()  # one InferRequest must not run in two threads at once
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, dtype=np.float32)
-        self._request.infer({0: x})
-        return np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        with self._lock:
+            self._request.infer({0: x})
+            return np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
 
 # --- build ---------------------------------------------------------------------------------------------
