@@ -94,7 +94,7 @@ def convert(model: nn.Module, spec: VariantSpec):
     return ov_model
 
 
-def quantize_int8(ov_model, calib: np.ndarray, options: VariantOptions):
+def quantize_int8(ov_model, calib: np.ndarray):
     """NNCF post-training INT8 (ModelType.TRANSFORMER) calibrated on `calib`; depthwise convs stay float."""
     try:
         import nncf
@@ -120,11 +120,13 @@ def build(model: nn.Module, spec: VariantSpec, options: VariantOptions, folder: 
     ov_model = convert(graph, spec)
     meta = {"model_file": MODEL_FILE, "export": {"exporter": "openvino.convert_model", "dynamic": "N,H,W"}}
     if options.precision == "int8-static":
-        ov_model = quantize_int8(ov_model, calib, options)
+        ov_model = quantize_int8(ov_model, calib)
         meta["quantization"] = {
             "tool": "nncf.quantize",
             "model_type": "TRANSFORMER",
             "float_op_types": INT8_FLOAT_OPS,
+            # NNCF picks its own range estimators; segopt's calibration method/per_channel apply to ORT only
+            "calibration_method": "nncf default",
         }
     # compress_to_fp16=False: save_model's default halves the weights, which fp32 artifacts must not do.
     ov.save_model(ov_model, str(folder / MODEL_FILE), compress_to_fp16=False)
