@@ -63,6 +63,20 @@ def test_openvino_peer_columns_and_best_table(headline):
     assert "| `onnxruntime-fp32` | cpu | 1 | 400.0 | 200.0 | 200.0 | **2.00×** | 200.0 | 1.00× |" in text
 
 
+def test_best_is_the_fastest_and_disturbed_rounds_are_marked(headline):
+    settings = headline.settings_from(headline.parse_args(["--quick"]))
+    make = headline.Comparison
+    rows = [
+        make("b0-512-ade20k", "a-fast", "cpu", 1, baseline_ms=[300.0] * 3, candidate_ms=[30.0] * 3,
+             peer_ms=[60.0]),
+        make("b0-512-ade20k", "b-disturbed", "cpu", 1, baseline_ms=[1000.0, 1000.0, 3000.0],
+             candidate_ms=[60.0, 60.0, 2000.0], peer_ms=[60.0]),
+    ]  # fmt: skip
+    text = headline.render(rows, None, settings, "cmd", peer="openvino-bf16")
+    assert "| `a-fast` | 30.0 | **10.00×** | **2.00×** |" in text  # not b-disturbed's inflated 16.7x
+    assert "| `b-disturbed` | cpu | 1 | 1000.0 | 60.0 † |" in text and "† p90 above twice" in text
+
+
 def test_results_keep_one_section_per_cpu_kind(headline):
     avx2 = "<!-- cpu-kind: avx2 -->\n## AVX2\nold\n<!-- /cpu-kind: avx2 -->\n"
     zen5 = "<!-- cpu-kind: avx512-bf16 -->\n## Zen 5\nfirst\n<!-- /cpu-kind: avx512-bf16 -->\n"
