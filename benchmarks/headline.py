@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -63,9 +64,10 @@ class Comparison:
     reason: str = ""
     baseline_ms: list[float] = field(default_factory=list)
     candidate_ms: list[float] = field(default_factory=list)
+    peer_ms: list[float] = field(default_factory=list)  # OpenVINO's default, in the same rounds
 
     def median(self, which: str) -> float:
-        """Median latency (ms) of 'baseline' or 'candidate'."""
+        """Median latency (ms) of 'baseline', 'candidate' or 'peer'."""
         return float(np.median(getattr(self, f"{which}_ms")))
 
     def p90(self, which: str) -> float:
@@ -194,6 +196,33 @@ def candidate_options(settings: Settings) -> list:
     return options
 
 
+def peer_options():
+    """OpenVINO as its users get it: the stock (unfolded) model at OpenVINO's default precision for this CPU
+    (bf16 where it is native, f32 elsewhere), LATENCY hint; None when openvino is not installed."""
+    from segopt_core.backends import VariantOptions
+    from segopt_core.backends.openvino import default_precision, openvino_installed
+
+    if not openvino_installed():
+        return None
+    return VariantOptions("openvino", default_precision())
+
+
+def load_peer(model, spec, store, settings: Settings):
+    """(predictor, note) of the OpenVINO peer on one cell; (None, why) when it cannot run."""
+    from segopt_core.backends import load_predictor
+    from segopt_core.benchmark import describe_error
+
+    options = peer_options()
+    if options is None:
+        return None, "OpenVINO not installed (pip install 'segopt[openvino]')"
+    log(f"{spec.name}: OpenVINO peer {options.slug}")
+    try:
+        artifact = store.get_or_build(model, options, spec=spec)
+        return load_predictor(artifact, num_threads=settings.threads), options.slug
+    except Exception as exc:  # the peer is context: the table goes on without it
+        return None, f"{options.slug} failed: {describe_error(exc)}"
+
+
 def calibration_batch(spec, work_dir: Path) -> np.ndarray:
     """Preprocessed synthetic street scenes at the crop size, for the int8-static variants."""
     from segopt_core.pipeline.stages import EvalSource, calibration_images, prepare_samples
@@ -214,6 +243,7 @@ def compare_cell(cell: str, settings: Settings, store, work_dir: Path) -> list[C
     model = build_model(spec, seed=0)
     baseline = TorchPredictor(model)
     calib = calibration_batch(spec, work_dir)
+    peer, _ = load_peer(model, spec, store, settings)
     comparisons, sizes = [], settings.batch_sizes
     for options in candidate_options(settings):
         log(f"{cell}: {options.slug}")
@@ -232,82 +262,179 @@ def compare_cell(cell: str, settings: Settings, store, work_dir: Path) -> list[C
             error = describe_error(exc)
             comparisons += [Comparison(**status, batch_size=b, status="failed", reason=error) for b in sizes]
             continue
-        comparisons += [_compare(baseline, candidate, spec, b, settings, status) for b in sizes]
+        comparisons += [_compare(baseline, candidate, spec, b, settings, status, peer) for b in sizes]
     return comparisons
 
 
-def _compare(baseline, candidate, spec, batch_size: int, settings: Settings, status: dict) -> Comparison:
-    """Interleaved A/B of baseline and candidate at one batch size (a crash or OOM is reported)."""
+def _compare(
+    baseline, candidate, spec, batch_size: int, settings: Settings, status: dict, peer=None
+) -> Comparison:
+    """Interleaved rounds of baseline, candidate (and the OpenVINO peer) at one batch size."""
     from segopt_core.benchmark import describe_error, interleaved_ab
 
     batch = _batch(spec.crop_size, batch_size)
     calls = {"baseline": lambda: baseline(batch), "candidate": lambda: candidate(batch)}
+    if peer is not None:
+        calls["peer"] = lambda: peer(batch)
     try:
         samples = interleaved_ab(calls, settings.rounds, settings.iters_per_round, settings.warmup)
     except Exception as exc:  # OOM or a crash at this batch size
         return Comparison(**status, batch_size=batch_size, status="failed", reason=describe_error(exc))
     ms = {name: [s * 1e3 for s in values] for name, values in samples.items()}
     return Comparison(
-        **status, batch_size=batch_size, baseline_ms=ms["baseline"], candidate_ms=ms["candidate"]
+        **status,
+        batch_size=batch_size,
+        baseline_ms=ms["baseline"],
+        candidate_ms=ms["candidate"],
+        peer_ms=ms.get("peer", []),
     )
 
 
 # --- report ------------------------------------------------------------------------------------------------
 
 
+def cpu_kind(fp: dict) -> tuple[str, str]:
+    """(key, title) of the hardware class a report belongs to: RESULTS.md keeps one section per kind."""
+    cpu = f"{_cpu_generation()}{fp['cpu_model']}".strip()
+    if fp["gpu_name"]:
+        return "gpu-" + "".join(c if c.isalnum() else "-" for c in fp["gpu_name"].lower()), fp["gpu_name"]
+    if fp["isa_amx"]:
+        return "amx", f"AMX ({cpu})"
+    if fp["isa_avx512_bf16"]:
+        return "avx512-bf16", f"AVX-512 + BF16/VNNI ({cpu}, no AMX)"
+    if fp["isa_avx512f"]:
+        return "avx512", f"AVX-512 ({cpu}, no BF16, no AMX)"
+    return "avx2", f"AVX2 ({cpu}, no AVX-512, VNNI or AMX)"
+
+
+def _cpu_generation() -> str:
+    """'Zen 5 ' etc. for AMD CPUs whose model name does not say it (from /proc/cpuinfo's family), else ''."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    families = [line.split(":")[1].strip() for line in info.splitlines() if line.startswith("cpu family")]
+    family = families[0] if families else ""
+    if "AuthenticAMD" not in info:
+        return ""
+    return {"23": "Zen/Zen 2 ", "25": "Zen 3/Zen 4 ", "26": "Zen 5 "}.get(family, "")
+
+
 def render(
-    comparisons: list[Comparison], allocators: list[dict] | None, settings: Settings, command: str
+    comparisons: list[Comparison],
+    allocators: list[dict] | None,
+    settings: Settings,
+    command: str,
+    peer: str = "",
+    notes: tuple[str, ...] = (),
 ) -> str:
-    """The Markdown report: results per cell, allocator A/B, fingerprint, method and how to reproduce."""
+    """One CPU kind's section: best per cell, results per cell, allocator A/B, fingerprint, method."""
     from segopt_core.benchmark import machine_fingerprint
 
     fp = machine_fingerprint()
+    key, title = cpu_kind(fp)
     lines = [
-        "# segopt headline benchmark",
+        f"<!-- cpu-kind: {key} -->",
+        f"## {title}",
         "",
         f"Measured {fp['date']} on `{fp['cpu_model']}` ({fp['cpu_affinity_cores']} usable cores, "
         f"torch threads {fp['torch_threads']}, allocator **{fp['allocator']}**"
         + (f", GPU {fp['gpu_name']}" if fp["gpu_name"] else ", no GPU")
-        + f"), segopt `{fp['segopt_commit']}`.",
+        + f"), segopt `{fp['segopt_commit']}`"
+        + (f", OpenVINO peer `{peer}` ({_openvino_versions()})" if peer else "")
+        + ".",
         "",
+        *[f"> {note}" for note in notes],
+        *([""] if notes else []),
         "Speedup = torch fp32 eager median / variant median, both measured in the same interleaved rounds "
-        "(higher is better). Latencies are per call of the whole batch, in ms.",
+        "(higher is better). Latencies are per call of the whole batch, in ms."
+        + (
+            " The OpenVINO column is OpenVINO's out-of-the-box setup (stock unfolded model, its default "
+            "precision for this CPU, LATENCY hint), timed in the same rounds."
+            if peer
+            else ""
+        ),
         "",
     ]
+    lines += _best_table(comparisons, peer)
     for cell in settings.cells:
         lines += _cell_table(cell, [c for c in comparisons if c.cell == cell])
     if allocators:
         lines += _allocator_table(allocators)
     lines += _fingerprint_table(fp)
     lines += [
-        "## Method",
+        "### Method",
         "",
         "- Models: `build_model(get_cell(cell), seed=0)`, random-init full-size SegFormer; input "
         f"3x512x512 float32 per image, batch sizes {list(settings.batch_sizes)}.",
         "- Every variant is built by the artifact store, which verifies its outputs against the fp32 model "
         "before it can be used; INT8 static is calibrated on 8 synthetic street scenes.",
         f"- For each variant: {settings.warmup} warm-up calls each, then {settings.rounds} rounds of "
-        f"{settings.iters_per_round} calls of the baseline and of the variant, the order alternating each "
-        "round, so machine drift hits both.",
+        f"{settings.iters_per_round} calls of the baseline, the variant"
+        + (" and the OpenVINO peer" if peer else "")
+        + ", the order rotating each round, so machine drift hits all of them.",
         "- Timing: `time.perf_counter` around each call (with `torch.cuda.synchronize` on CUDA).",
         "",
-        "## Reproduce",
+        "### Reproduce",
         "",
         "```bash",
         command,
         "```",
+        f"<!-- /cpu-kind: {key} -->",
         "",
     ]
     return "\n".join(lines)
 
 
-def _cell_table(cell: str, comparisons: list[Comparison]) -> list[str]:
-    """Markdown table of one cell."""
+def _openvino_versions() -> str:
+    """'openvino X, nncf Y' of the installed packages."""
+    from importlib import metadata
+
+    found = []
+    for name in ("openvino", "nncf"):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ", ".join(found)
+
+
+def _best_table(comparisons: list[Comparison], peer: str) -> list[str]:
+    """Per cell and batch: segopt's fastest non-OpenVINO variant, with eager and OpenVINO from its rounds."""
+    ok = [c for c in comparisons if c.status == "ok" and not c.variant.startswith("openvino")]
+    keys = sorted({(c.cell, c.batch_size) for c in ok})
+    if not keys:
+        return []
     lines = [
-        f"## {cell}",
+        "### segopt's best vs OpenVINO vs eager",
         "",
-        "| variant | device | batch | torch fp32 eager ms | variant ms | variant p90 ms | speedup |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        f"| cell | batch | torch fp32 eager ms | OpenVINO `{peer or 'not installed'}` ms | segopt's best "
+        "| its ms | × eager | × OpenVINO |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for cell, batch in keys:
+        best = min(  # the fastest: a ratio would crown whichever variant's eager rounds were disturbed
+            (c for c in ok if (c.cell, c.batch_size) == (cell, batch)), key=lambda c: c.median("candidate")
+        )
+        base, cand = best.median("baseline"), best.median("candidate")
+        ov = best.median("peer") if best.peer_ms else None
+        lines.append(
+            f"| {cell} | {batch} | {base:.1f} | {f'{ov:.1f}' if ov else '—'} | `{best.variant}` | {cand:.1f} "
+            f"| **{base / cand:.2f}×** | {f'**{ov / cand:.2f}×**' if ov else '—'} |"
+        )
+    return lines + ["", "Eager and OpenVINO figures are from the rounds of the variant shown.", ""]
+
+
+def _cell_table(cell: str, comparisons: list[Comparison]) -> list[str]:
+    """Markdown table of one cell (with OpenVINO peer columns when the peer ran)."""
+    has_peer = any(c.peer_ms for c in comparisons)
+    peer_head = " OpenVINO ms | variant × OpenVINO |" if has_peer else ""
+    lines = [
+        f"### {cell}",
+        "",
+        "| variant | device | batch | torch fp32 eager ms | variant ms | variant p90 ms | speedup |"
+        + peer_head,
+        "|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if has_peer else ""),
     ]
     problems = []
     for c in comparisons:
@@ -315,17 +442,44 @@ def _cell_table(cell: str, comparisons: list[Comparison]) -> list[str]:
             problems.append(f"- `{c.variant}` (batch {c.batch_size}): {c.status}: {c.reason}")
             continue
         base, cand = c.median("baseline"), c.median("candidate")
-        lines.append(
-            f"| `{c.variant}` | {c.device} | {c.batch_size} | {base:.1f} | {cand:.1f} "
+        disturbed = " †" if c.p90("candidate") > 2 * cand or c.p90("baseline") > 2 * base else ""
+        row = (
+            f"| `{c.variant}` | {c.device} | {c.batch_size} | {base:.1f} | {cand:.1f}{disturbed} "
             f"| {c.p90('candidate'):.1f} | **{base / cand:.2f}×** |"
         )
-    return lines + ([""] + problems if problems else []) + [""]
+        if has_peer:
+            ov = c.median("peer") if c.peer_ms else None
+            row += f" {ov:.1f} | {ov / cand:.2f}× |" if ov else " — | — |"
+        lines.append(row)
+    legend = ["", "† p90 above twice the median (baseline or variant): disturbed rounds, distrust the ratio."]
+    marked = any("†" in line for line in lines)
+    return lines + (legend if marked else []) + ([""] + problems if problems else []) + [""]
+
+
+RESULTS_HEADER = """# segopt headline benchmark
+
+One section per kind of machine, each written by `python benchmarks/headline.py` on such a machine: a run
+replaces its own kind's section (between the `cpu-kind` markers) and keeps the others. Compare figures only
+within a section, and only when the fingerprints match. How to run and read it: [README.md](README.md).
+"""
+
+
+def merge_results(existing: str, section: str) -> str:
+    """RESULTS.md with `section` replacing the section of the same kind (or appended)."""
+    key = section.split("-->", 1)[0].removeprefix("<!-- cpu-kind:").strip()
+    begin, end = f"<!-- cpu-kind: {key} -->", f"<!-- /cpu-kind: {key} -->"
+    if "<!-- cpu-kind:" not in existing:
+        existing = RESULTS_HEADER
+    if begin in existing and end in existing:
+        head, rest = existing.split(begin, 1)
+        return head + section.rstrip("\n") + rest.split(end, 1)[1]
+    return existing.rstrip("\n") + "\n\n" + section
 
 
 def _allocator_table(results: list[dict]) -> list[str]:
     """Markdown table of the glibc vs tcmalloc A/B."""
     lines = [
-        "## Allocator: torch fp32 eager, glibc malloc vs tcmalloc (LD_PRELOAD)",
+        "### Allocator: torch fp32 eager, glibc malloc vs tcmalloc (LD_PRELOAD)",
         "",
         "| cell | glibc ms | tcmalloc ms | speedup |",
         "|---|---:|---:|---:|",
@@ -340,7 +494,7 @@ def _allocator_table(results: list[dict]) -> list[str]:
 
 def _fingerprint_table(fp: dict) -> list[str]:
     """Markdown table of the machine fingerprint."""
-    lines = ["## Machine", "", "| | |", "|---|---|"]
+    lines = ["### Machine", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in fp.items()]
     return lines + [""]
 
@@ -367,6 +521,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Run on this malloc (re-executes with LD_PRELOAD); default: whatever the process has.",
     )
     parser.add_argument("--no-allocator-ab", action="store_true", help="Skip the glibc vs tcmalloc table.")
+    parser.add_argument(
+        "--note", action="append", default=[], help="A line quoted under the section header (repeatable)."
+    )
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "segopt-headline")
     parser.add_argument("--child-eager", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-iters", type=int, default=10, help=argparse.SUPPRESS)
@@ -405,6 +562,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(settings.threads)
     store = ArtifactStore(args.work_dir / "artifacts")
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    load_before = os.getloadavg()[0]
     with device_lock(device):
         comparisons = [
             c for cell in settings.cells for c in compare_cell(cell, settings, store, args.work_dir)
@@ -414,9 +572,14 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_allocator_ab and library is not None:
             log("allocator A/B: glibc vs tcmalloc")
             allocators = allocator_ab(settings, library)
-    command = "python benchmarks/headline.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/headline.py " + shlex.join(sys.argv[1:])
+    peer = peer_options()
+    load = f"1-min load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end."
+    notes = (*args.note, load)
+    section = render(comparisons, allocators, settings, command.strip(), peer.slug if peer else "", notes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(comparisons, allocators, settings, command.strip()))
+    existing = args.out.read_text() if args.out.is_file() else ""
+    args.out.write_text(merge_results(existing, section))
     log(f"wrote {args.out}")
 
 

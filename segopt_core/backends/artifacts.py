@@ -41,6 +41,7 @@ BACKEND_MODULES = {
     "torch-compile": "segopt_core.backends.compile",
     "onnxruntime": "segopt_core.backends.ort",
     "tensorrt": "segopt_core.backends.tensorrt",
+    "openvino": "segopt_core.backends.openvino",
 }
 
 

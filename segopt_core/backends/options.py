@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from segopt_core.cpuinfo import cpu_has_any
 
-BACKENDS = ("torch", "torch-compile", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "torch-compile", "onnxruntime", "tensorrt", "openvino")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PRESETS = ("segformer-safe",)
@@ -21,6 +21,7 @@ SUPPORTED = {
     "torch-compile": ("fp32", "bf16", "int8-static"),  # int8-static = PT2E + X86InductorQuantizer
     "onnxruntime": ("fp32", "fp16", "int8-dynamic", "int8-static"),
     "tensorrt": ("fp32", "fp16", "int8-static"),
+    "openvino": ("fp32", "bf16", "int8-static"),  # int8-static = NNCF post-training quantization
 }
 
 
@@ -139,6 +140,13 @@ def pt2e_installed() -> bool:
     return importlib.util.find_spec("torchao") is not None
 
 
+def openvino_installed() -> bool:
+    """True when `openvino` (the `openvino` extra) can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
 # --- presets: named functions, one comment per non-obvious flag --------------------------------------
 
 
@@ -185,4 +193,16 @@ def default_variants(cuda: bool, bf16: bool | None = None, pt2e: bool | None = N
             VariantOptions("tensorrt", "fp16", fold_decode_head=True),
             VariantOptions("tensorrt", "int8-static", fold_decode_head=True),
         ]
+    return variants + openvino_variants(bf16)
+
+
+def openvino_variants(bf16: bool) -> list[VariantOptions]:
+    """OpenVINO (folded) where it is installed: fp32, bf16 where native, NNCF INT8 where VNNI/AMX."""
+    if not openvino_installed():
+        return []
+    variants = [VariantOptions("openvino", "fp32", fold_decode_head=True)]
+    if bf16:
+        variants.append(VariantOptions("openvino", "bf16", fold_decode_head=True))
+    if cpu_has_int8_dot():
+        variants.append(VariantOptions("openvino", "int8-static", fold_decode_head=True))
     return variants
