@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from prefect import task
+import contextlib
+import os
+from collections.abc import Iterator
+
+from prefect import get_run_logger, task
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.concurrency.sync import concurrency
 
 from segopt_core.benchmark import device_lock
 from segopt_core.pipeline.stages import benchmark_record_isolated
 from segopt_core.variants import VariantSpec
+
+# A holder renews its lease while it measures; a dead holder's lease expires after this long on a
+# persistent server (its repossessor frees the slot). Ephemeral servers keep leases in memory and lose them
+# with the process, hence `reclaim_stale_slots`.
+LEASE_S = 60.0
+WAIT_LOG_S = 30.0  # how often a benchmark still waiting for the Prefect slot says so
 
 
 @task(name="ensure-device-limit")
@@ -19,16 +30,56 @@ def ensure_device_limit(name: str) -> str:
     return name
 
 
+def reclaim_stale_slots(name: str, log) -> int:
+    """Free the limit's slots when they are held although no process on this machine benchmarks.
+
+    Call only while holding the device's file lock: every benchmark takes that lock before the slot, and
+    the kernel releases it when its holder dies, so a slot still held now was left by a killed run (the
+    ephemeral server that granted it died with it, and with it the lease that would have expired). Returns
+    the number of slots freed.
+    """
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(name)
+        if limit.active_slots <= 0:
+            return 0
+        log.warning(
+            f"{name}: {limit.active_slots} slot(s) held by no live benchmark on this machine "
+            f"(a killed run left them); reclaiming"
+        )
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
+        return limit.active_slots
+
+
+@contextlib.contextmanager
+def device_slot(device: str, key: str, log) -> Iterator[None]:
+    """Hold the device's file lock, then its Prefect slot (reclaiming a dead run's), saying when it waits."""
+    from prefect.concurrency._asyncio import AcquireConcurrencySlotTimeoutError
+
+    with device_lock(device, on_wait=log.info), contextlib.ExitStack() as stack:
+        reclaim_stale_slots(key, log)
+        while True:
+            try:
+                stack.enter_context(
+                    concurrency(key, strict=True, lease_duration=LEASE_S, timeout_seconds=WAIT_LOG_S)
+                )
+                break
+            except AcquireConcurrencySlotTimeoutError:
+                log.info(f"waiting for the device: slot {key} is held by a benchmark on another machine")
+        yield
+
+
 @task(name="benchmark-variant", task_run_name="benchmark {record[variant]} · {spec.name}")
 def benchmark_variant(
     record: dict, spec: VariantSpec, batch_sizes: list[int], warmup: int, iters: int, device_key: str
 ) -> dict:
     """The record with benchmark rows; holds the device's slot so no other benchmark runs meanwhile.
 
-    The Prefect limit covers every run on one Prefect server (Dask workers included); the file lock also
-    covers runs on this machine that use different servers (e.g. two ad hoc runs in ephemeral mode).
-    The measurement runs in its own process (see `benchmark_record_isolated`).
+    The file lock covers every run on this machine (whatever Prefect API it uses) and is taken first; the
+    Prefect limit covers runs on one Prefect server (Dask workers included). A slot left by a killed run is
+    reclaimed (`reclaim_stale_slots`). The measurement runs in its own process (`benchmark_record_isolated`).
     """
     device = (record.get("options") or {}).get("device", "cpu")
-    with concurrency(device_key, occupy=1, strict=True), device_lock(device):
+    log = get_run_logger()
+    with device_slot(device, device_key, log):
+        log.info(f"benchmarking {record['variant']} (pid {os.getpid()} holds the device)")
         return benchmark_record_isolated(record, spec, batch_sizes, warmup, iters)
