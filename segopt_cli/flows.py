@@ -36,6 +36,18 @@ def _offline_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
+def _check_data(data: Path, limit: int | None) -> None:
+    """Fail fast (exit 2, one line) on a dataset the evaluations could not read, before anything is built."""
+    from segopt_core.data import DatasetError
+    from segopt_core.pipeline.stages import check_data
+
+    try:
+        check_data(data, limit)
+    except DatasetError as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+
+
 def _run(flow, task_runner: str, dask_address: str | None, **params) -> None:
     """Run a flow with the chosen task runner; exit 1 with the reason when it fails."""
     from flows.runners import make_task_runner
@@ -79,6 +91,8 @@ def optimize_all_command(
 ) -> None:
     """Discover checkpoints, build every variant, benchmark, verify accuracy, report and track."""
     _offline_defaults()
+    if data is not None:
+        _check_data(data, limit)
     from flows.optimize_all import optimize_all
 
     _run(

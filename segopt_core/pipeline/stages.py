@@ -48,6 +48,13 @@ class EvalSource:
         return "labels" if self.data_dir else "agreement"
 
 
+def check_data(data_dir: str | Path, limit: int | None = None) -> int:
+    """Check the pairs an evaluation reads (the first `limit`); DatasetError names a bad one."""
+    from segopt_core.data import open_dataset
+
+    return open_dataset(data_dir, split="val").check(limit)
+
+
 def sample_images(source: EvalSource) -> list[np.ndarray]:
     """The images of the evaluation source (labels ignored), at most `limit`."""
     from segopt_core.data import open_dataset

@@ -127,3 +127,11 @@ def test_result_cache_needs_the_artifact(tmp_path):
     assert cache.get(key) == {"status": "ok"}
     artifact.rmdir()
     assert cache.get(key) is None
+
+
+def test_a_failed_evaluation_makes_failed_rows_that_keep_the_measurements():
+    bad = record("onnxruntime-fp32", {1: 8.0}, {"error": "DatasetError: a.png: mask values 200 outside"})
+    rows = records_to_rows([bad], RUN, AccuracyGate(0.97))
+    assert [r["status"] for r in rows] == ["failed"]
+    assert rows[0]["error"].startswith("evaluation failed: DatasetError")
+    assert rows[0]["latency_ms_median"] == 8.0
