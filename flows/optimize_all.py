@@ -108,7 +108,9 @@ def optimize_all(
     for key in sorted({device_key(r) for r in ready}):
         ensure_device_limit(key)
     bench_futures = [
-        benchmark_variant.submit(r, spec_of[r["cache_key"]], batch_sizes, warmup, iters, device_key(r))
+        benchmark_variant.submit(
+            r, spec_of[r["cache_key"]], batch_sizes, warmup, iters, device_key(r), str(work / "results")
+        )
         for r in ready
     ]
     benched = [

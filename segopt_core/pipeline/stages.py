@@ -103,9 +103,11 @@ def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None 
     if calib is not None and job.options.precision == "int8-static":
         images = calibration_images(calib, job.checkpoint.spec, job.options.calibration.num_images)
     try:
+        store = ArtifactStore(store_root)
+        store.clean_temp()  # temp folders of builds killed earlier (never a live build's)
         with _TORCH_LOCK:  # export, quantization and verification all run the torch model
             loaded = load_checkpoint(job.checkpoint.path, job.checkpoint.spec)
-            artifact = ArtifactStore(store_root).get_or_build(loaded, job.options, calib_images=images)
+            artifact = store.get_or_build(loaded, job.options, calib_images=images)
     except BackendUnavailable as exc:  # not a failure: this machine cannot run the backend
         return job.record("skipped", error=str(exc))
     return job.record("ok", artifact=str(artifact.path))
@@ -179,8 +181,16 @@ def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSo
     return {**record, "accuracy": accuracy}
 
 
-def remember(record: Mapping[str, Any], cache_root: str | Path) -> dict[str, Any]:
-    """Store a completed record in the result cache (only 'ok' builds are cached) and return it."""
+def remember(record: Mapping[str, Any], cache_root: str | Path, stage: str | None = None) -> dict[str, Any]:
+    """Store a completed record (or one whose `stage` just finished) in the result cache and return it;
+    only 'ok' builds are cached."""
     if record.get("status") == "ok" and record.get("artifact"):
-        ResultCache(cache_root).put(record["cache_key"], record["artifact"], json.loads(json.dumps(record)))
+        plain = json.loads(json.dumps(record, default=str))
+        ResultCache(cache_root).put(record["cache_key"], record["artifact"], plain, stage=stage)
     return dict(record)
+
+
+def recall_stage(record: Mapping[str, Any], cache_root: str | Path, stage: str) -> dict[str, Any] | None:
+    """The record as it was when `stage` finished in an earlier run on the same artifact, else None."""
+    done = ResultCache(cache_root).get(record["cache_key"], stage=stage, artifact=record.get("artifact"))
+    return None if done is None else {**done, "reused": True}
