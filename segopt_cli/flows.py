@@ -50,12 +50,14 @@ def _check_data(data: Path, limit: int | None) -> None:
 
 def _run(flow, task_runner: str, dask_address: str | None, **params) -> None:
     """Run a flow with the chosen task runner; exit 1 with the reason when it fails."""
+    from flows.lifecycle import prepare_ad_hoc_run
     from flows.runners import make_task_runner
 
     try:
         runner = make_task_runner(task_runner, dask_address)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    prepare_ad_hoc_run(flow.name)  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
     state = flow.with_options(task_runner=runner)(**params, return_state=True)
     if not state.is_completed():
         typer.secho(f"{flow.name} {state.name}: {state.message}", fg=typer.colors.RED, err=True)

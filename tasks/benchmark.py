@@ -50,6 +50,18 @@ def reclaim_stale_slots(name: str, log) -> int:
         return limit.active_slots
 
 
+_held: set[str] = set()  # limits whose slot a benchmark of this process holds now
+
+
+def release_held_slots() -> None:
+    """On SIGTERM/SIGINT: free the slots this process holds (it holds their file locks, so it is the only
+    live holder on this machine) instead of leaving them to the next run's reclaim."""
+    import logging
+
+    for key in list(_held):
+        reclaim_stale_slots(key, logging.getLogger(__name__))
+
+
 @contextlib.contextmanager
 def device_slot(device: str, key: str, log) -> Iterator[None]:
     """Hold the device's file lock, then its Prefect slot (reclaiming a dead run's), saying when it waits."""
@@ -65,7 +77,11 @@ def device_slot(device: str, key: str, log) -> Iterator[None]:
                 break
             except AcquireConcurrencySlotTimeoutError:
                 log.info(f"waiting for the device: slot {key} is held by a benchmark on another machine")
-        yield
+        _held.add(key)
+        try:
+            yield
+        finally:
+            _held.discard(key)
 
 
 @task(name="benchmark-variant", task_run_name="benchmark {record[variant]} · {spec.name}")

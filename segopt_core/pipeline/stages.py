@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -149,7 +150,11 @@ def benchmark_record_isolated(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from segopt_core.lifecycle import die_with_parent
+
+    # the worker dies with this process (a killed run leaves no measurement running on the device)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, context, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         return pool.submit(benchmark_record, dict(record), spec, list(batch_sizes), warmup, iters).result()
 
 
