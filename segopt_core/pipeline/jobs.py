@@ -131,7 +131,10 @@ def find_checkpoints(
 
 def is_empty(paths: Sequence[str | Path]) -> bool:
     """True when none of the paths exists or holds any file."""
-    return not any(Path(p).is_file() or (Path(p).is_dir() and any(Path(p).iterdir())) for p in paths)
+    try:
+        return not any(Path(p).is_file() or (Path(p).is_dir() and any(Path(p).iterdir())) for p in paths)
+    except OSError:  # e.g. permission denied: not known to be empty; discovery reports the folder
+        return False
 
 
 def ensure_demo_zoo(folder: str | Path) -> bool:
