@@ -40,6 +40,30 @@ def prepare_ad_hoc_run(flow_name: str) -> None:
     lifecycle.on_stop(release_held_slots)
     lifecycle.install_stop_handlers(flow_name)
     keep_stop_handler_in_flows()
+    quiet_disk_full_tracebacks()
+
+
+def quiet_disk_full_tracebacks() -> None:
+    """A full disk is the user's to fix, not a bug: the console shows its one-line error without the
+    traceback (the Prefect API logs, written first, keep it)."""
+    import copy
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    from segopt_core.atomic import is_disk_full
+
+    emit = PrefectConsoleHandler.emit
+    if getattr(emit, "segopt_quiet", False):
+        return
+
+    def quiet_emit(self, record):
+        if record.exc_info and record.exc_info[1] is not None and is_disk_full(record.exc_info[1]):
+            record = copy.copy(record)
+            record.exc_info, record.exc_text = None, None
+        return emit(self, record)
+
+    quiet_emit.segopt_quiet = True
+    PrefectConsoleHandler.emit = quiet_emit
 
 
 def keep_stop_handler_in_flows() -> None:

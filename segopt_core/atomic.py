@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an error that means the disk (or the quota) is full: an OSError with ENOSPC/EDQUOT, or a
+    library's own error carrying the OS message (safetensors, ONNX and PyArrow wrap it)."""
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+        return True
+    text = str(exc)
+    return any(os.strerror(code) in text for code in NO_SPACE_ERRNOS)
 
 
 def _file_mode() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from segopt_core.atomic import is_disk_full
 from segopt_core.pipeline.cache import ResultCache
 from segopt_core.pipeline.jobs import VariantJob
 from segopt_core.variants import VariantSpec
@@ -21,6 +23,7 @@ from segopt_core.variants import VariantSpec
 # seen as "mat1 and mat2 shapes cannot be multiplied" under load). With the thread-pool runner, builds, loads
 # and torch forwards take turns on this lock; ONNX Runtime / TensorRT inference runs outside it.
 _TORCH_LOCK = threading.RLock()
+log = logging.getLogger(__name__)
 _TORCH_BACKENDS = ("torch", "torch-compile")
 
 
@@ -111,6 +114,10 @@ def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None 
             artifact = store.get_or_build(loaded, job.options, calib_images=images)
     except BackendUnavailable as exc:  # not a failure: this machine cannot run the backend
         return job.record("skipped", error=str(exc))
+    except Exception as exc:  # a full disk fails this variant (a row), not the run
+        if not is_disk_full(exc):
+            raise
+        return job.record("failed", error=f"artifact store {store_root}: no space left on device ({exc})")
     return job.record("ok", artifact=str(artifact.path))
 
 
@@ -191,7 +198,14 @@ def remember(record: Mapping[str, Any], cache_root: str | Path, stage: str | Non
     only 'ok' builds are cached."""
     if record.get("status") == "ok" and record.get("artifact"):
         plain = json.loads(json.dumps(record, default=str))
-        ResultCache(cache_root).put(record["cache_key"], record["artifact"], plain, stage=stage)
+        try:
+            ResultCache(cache_root).put(record["cache_key"], record["artifact"], plain, stage=stage)
+        except OSError as exc:  # the result stands; only a later resume loses it
+            if not is_disk_full(exc):
+                raise
+            log.warning(
+                "result cache %s not written (no space left on device): a re-run redoes it", cache_root
+            )
     return dict(record)
 
 
