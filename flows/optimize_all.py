@@ -91,6 +91,7 @@ def optimize_all(
 
     checkpoints, rejected = discover_checkpoints(paths, cells)
     meta["notes"] += [f"not a checkpoint: `{r['path']}`: {r['reason']}" for r in rejected]
+    meta["notes"] += [f"`{c.path}`: {conflict}" for c in checkpoints for conflict in c.conflicts]
     options = select_options(backends, precisions, variants, cuda=torch.cuda.is_available())
     settings_key = {"batch_sizes": batch_sizes, "warmup": warmup, "iters": iters, "data_dir": data_dir,
                     "limit": limit}  # fmt: skip

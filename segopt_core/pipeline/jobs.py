@@ -22,6 +22,7 @@ class CheckpointRef:
     spec: VariantSpec
     sha256: str
     format: str = ""
+    conflicts: tuple[str, ...] = ()  # name/config said otherwise than the weights (CellMatch.conflicts)
 
     @property
     def cell(self) -> str:
@@ -121,7 +122,7 @@ def find_checkpoints(
 
     report = discover([Path(p) for p in paths])
     accepted = [
-        CheckpointRef(str(e.path), e.match.spec, e.sha256, e.format)
+        CheckpointRef(str(e.path), e.match.spec, e.sha256, e.format, e.match.conflicts)
         for e in report.accepted
         if matches(e.cell, cells)
     ]

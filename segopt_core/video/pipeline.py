@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import resource
 import threading
@@ -26,6 +27,8 @@ from segopt_core.video.writer import MaskFolderWriter, VideoWriter, check_writab
 
 _END = None  # queue sentinel: no more frames
 _POLL_S = 0.1  # how often blocked queue operations look at the stop flag
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -392,6 +395,8 @@ def segment_video(
         predictor={"name": predictor.name, "precision": predictor.precision, "device": predictor.device},
         cell=spec.name,
     )
+    for warning in summary["warnings"]:  # e.g. a truncated file: said on the console, not only in the JSON
+        log.warning("warning: %s: %s", src.info.uri, warning)
     if outputs.summary is not None:
         try:
             write_summary(Path(outputs.summary), summary)

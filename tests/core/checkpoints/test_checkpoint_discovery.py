@@ -285,3 +285,20 @@ def test_chmod_000_is_rejected_as_permission_denied(tmp_path):
         locked.chmod(0o755), secret.chmod(0o644)
     assert set(reasons) == {locked.resolve(), secret.resolve()}
     assert all(reason.startswith("permission denied") for reason in reasons.values())
+
+
+def test_a_name_the_weights_contradict_is_a_warning_when_loading(tmp_path, caplog):
+    from segopt_core.checkpoints import load_checkpoint
+
+    spec = tiny_cell("ade20k", 64)
+    path = write_checkpoint(
+        build_hf_model(spec, 0), spec, tmp_path / "segformer.b2.512x512.ade.pth", "nvlabs"
+    )
+    with caplog.at_level("WARNING", logger="segopt_core.checkpoints.loading"):
+        loaded = load_checkpoint(path)
+    assert loaded.match.conflicts and "says B2" in loaded.match.conflicts[0]
+    assert any("says B2" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="segopt_core.checkpoints.loading"):
+        load_checkpoint(path, loaded.spec)  # the caller chose the cell: nothing to warn about
+    assert not caplog.records
