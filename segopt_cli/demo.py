@@ -22,6 +22,9 @@ def demo_command(
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("SEGOPT_WORK_DIR", str(work_dir))
     from flows.demo import demo
+    from flows.lifecycle import prepare_ad_hoc_run
+
+    prepare_ad_hoc_run("the demo")  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
 
     sizes = [int(s) for s in batch_sizes.split(",") if s.strip()]
     start = time.perf_counter()
