@@ -108,6 +108,7 @@ def optimize_all(
 
     checkpoints, rejected = discover_checkpoints(paths, cells)
     meta["notes"] += [f"not a checkpoint: `{r['path']}`: {r['reason']}" for r in rejected]
+    meta["notes"] += [f"`{c.path}`: {conflict}" for c in checkpoints for conflict in c.conflicts]
     settings_key = {"batch_sizes": batch_sizes, "warmup": warmup, "iters": iters, "data_dir": data_dir,
                     "limit": limit}  # fmt: skip
     jobs = plan_jobs(checkpoints, options, settings_key)
@@ -124,7 +125,9 @@ def optimize_all(
     for key in sorted({device_key(r) for r in ready}):
         ensure_device_limit(key)
     bench_futures = [
-        benchmark_variant.submit(r, spec_of[r["cache_key"]], batch_sizes, warmup, iters, device_key(r))
+        benchmark_variant.submit(
+            r, spec_of[r["cache_key"]], batch_sizes, warmup, iters, device_key(r), str(work / "results")
+        )
         for r in ready
     ]
     benched = [

@@ -19,6 +19,9 @@ def demo_command(
     """Run the whole pipeline on synthetic data: train a B0, optimize, verify, benchmark, report, video."""
     os.environ.setdefault("SEGOPT_WORK_DIR", str(work_dir))  # telemetry is off already (segopt_cli.main)
     from flows.demo import demo
+    from flows.lifecycle import prepare_ad_hoc_run
+
+    prepare_ad_hoc_run("the demo")  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
 
     sizes = [int(s) for s in batch_sizes.split(",") if s.strip()]
     start = time.perf_counter()

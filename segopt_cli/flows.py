@@ -15,14 +15,27 @@ from segopt_cli.common import fail, parse_batch_sizes, split_list
 RUNNER_HELP = "threads (local thread pool) | dask (local cluster on 127.0.0.1, or --dask-address)"
 
 
+def _check_data(data: Path, limit: int | None) -> None:
+    """Fail fast (exit 2, one line) on a dataset the evaluations could not read, before anything is built."""
+    from segopt_core.data import DatasetError
+    from segopt_core.pipeline.stages import check_data
+
+    try:
+        check_data(data, limit)
+    except DatasetError as err:
+        fail(str(err))
+
+
 def _run(flow, task_runner: str, dask_address: str | None, **params) -> None:
     """Run a flow with the chosen task runner; exit 1 with the reason when it fails."""
+    from flows.lifecycle import prepare_ad_hoc_run
     from flows.runners import make_task_runner
 
     try:
         runner = make_task_runner(task_runner, dask_address)
     except ValueError as exc:
         fail(str(exc))
+    prepare_ad_hoc_run(flow.name)  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
     state = flow.with_options(task_runner=runner)(**params, return_state=True)
     if not state.is_completed():
         fail(f"{flow.name} {state.name}: {state.message or 'see the log above'}", code=1)
@@ -63,6 +76,8 @@ def optimize_all_command(
     cells, backends, precisions, variants = map(split_list, (cells, backends, precisions, variants))
     sizes = parse_batch_sizes(batch_sizes)
     check_run_options(cells, backends, precisions, variants, sizes, torch.cuda.is_available())  # exit 2
+    if data is not None:
+        _check_data(data, limit)
     from flows.optimize_all import optimize_all
 
     _run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -19,6 +20,17 @@ def _default_file_mode() -> int:
 
 
 _FILE_MODE = _default_file_mode()  # read once at import: os.umask is process-wide, not thread-safe
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an error that means the disk (or the quota) is full: an OSError with ENOSPC/EDQUOT, or a
+    library's own error carrying the OS message (safetensors, ONNX and PyArrow wrap it)."""
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+        return True
+    text = str(exc)
+    return any(os.strerror(code) in text for code in NO_SPACE_ERRNOS)
 
 
 def atomic_file(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from segopt_core.pipeline.cache import ResultCache
 from segopt_core.pipeline.jobs import CheckpointRef, VariantJob, find_checkpoints
@@ -12,8 +12,14 @@ from segopt_core.pipeline.jobs import CheckpointRef, VariantJob, find_checkpoint
 def discover_checkpoints(
     paths: list[str], cells: list[str] | None = None
 ) -> tuple[list[CheckpointRef], list[dict[str, str]]]:
-    """Accepted checkpoints matched to cells (filtered by `cells`) and rejected files with reasons."""
-    return find_checkpoints(paths, cells)
+    """Accepted checkpoints matched to cells (filtered by `cells`) and rejected files with reasons; a
+    checkpoint whose name or config disagrees with its weights is logged as a warning (and noted)."""
+    checkpoints, rejected = find_checkpoints(paths, cells)
+    log = get_run_logger()
+    for checkpoint in checkpoints:
+        for conflict in checkpoint.conflicts:
+            log.warning(f"{checkpoint.path}: {conflict}")
+    return checkpoints, rejected
 
 
 @task(name="load-cached-results", task_run_name="load-cached-results")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from segopt_core.pipeline.stages import EvalSource, evaluate_record, prepare_samples, remember
+from segopt_core.pipeline.stages import EvalSource, check_data, evaluate_record, prepare_samples, remember
 from segopt_core.variants import VariantSpec
 
 
@@ -12,8 +12,10 @@ from segopt_core.variants import VariantSpec
 def sample_source(
     work_dir: str, specs: list[VariantSpec], data_dir: str | None, limit: int | None
 ) -> EvalSource:
-    """The evaluation source: the labelled data dir when given, else synthetic sample images."""
+    """The evaluation source: the labelled data dir when given (checked now, before anything is built:
+    a bad dataset raises DatasetError naming the file), else synthetic sample images."""
     if data_dir:
+        check_data(data_dir, limit)
         return EvalSource(data_dir=data_dir, limit=limit)
     return EvalSource(samples_dir=prepare_samples(work_dir, specs, count=max(limit or 4, 4)), limit=limit)
 

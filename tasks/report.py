@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from segopt_core.atomic import is_disk_full
 from segopt_core.pipeline.gate import AccuracyGate
 from segopt_core.pipeline.results import records_to_rows
 from segopt_core.reports import RegressionPolicy, Report, read_results, write_report
@@ -26,7 +27,13 @@ def write_report_task(
     regression: RegressionPolicy | None = None,
 ) -> Report:
     """results.parquet, plots and summary.md under report_root/<run_id>/, plus the history entry."""
-    return write_report(rows, report_root, meta, history_root, regression)
+    try:
+        return write_report(rows, report_root, meta, history_root, regression)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise OSError(exc.errno, f"report {report_root}: no space left on device; free some space or "
+                      "choose another --report-dir") from None  # fmt: skip
 
 
 @task(name="publish-report", task_run_name="publish-report")

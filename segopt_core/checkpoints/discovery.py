@@ -95,24 +95,64 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def iter_candidates(paths: list[str | Path]) -> Iterator[Path]:
-    """Every HF folder and every non-hidden file under the paths (HF folders are not descended into)."""
+PERMISSION_HINT = "permission denied; fix its permissions or leave it out of the scanned paths"
+
+
+def iter_candidates(paths: list[str | Path]) -> Iterator[Path | RejectedFile]:
+    """Every HF folder and every non-hidden file under the paths (HF folders are not descended into).
+
+    A folder that cannot be listed or entered is yielded as a RejectedFile ("permission denied").
+    """
     for start in map(Path, paths):
-        if not start.is_dir() or is_hf_folder(start):
-            yield start
+        try:
+            if not start.is_dir() or is_hf_folder(start):
+                yield start
+                continue
+        except PermissionError:
+            yield RejectedFile(start, PERMISSION_HINT)
             continue
-        for folder, dirs, files in os.walk(start):
+        denied: list[RejectedFile] = []
+        walk = os.walk(start, onerror=lambda err, out=denied, top=start: out.append(_denied(err, top)))
+        for folder, dirs, files in walk:
+            yield from _drain(denied)
             here = Path(folder)
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for d in list(dirs):
-                if is_hf_folder(here / d):
+                try:
+                    hf = is_hf_folder(here / d)
+                except PermissionError:
+                    dirs.remove(d)
+                    yield RejectedFile(here / d, PERMISSION_HINT)
+                    continue
+                if hf:
                     dirs.remove(d)
                     yield here / d
             yield from (here / f for f in sorted(files) if not f.startswith("."))
+        yield from _drain(denied)
+
+
+def _denied(err: OSError, start: Path) -> RejectedFile:
+    """The rejection of a folder os.walk could not list."""
+    path = Path(err.filename) if err.filename else start
+    if isinstance(err, PermissionError):
+        return RejectedFile(path, PERMISSION_HINT)
+    return RejectedFile(path, f"cannot list the folder ({err.strerror or err})")
+
+
+def _drain(items: list[RejectedFile]) -> Iterator[RejectedFile]:
+    while items:
+        yield items.pop(0)
 
 
 def examine(path: Path) -> DiscoveredCheckpoint | RejectedFile:
     """Accept (matched, shapes validated) or reject one candidate; reads headers/shapes, not the weights."""
+    try:
+        return _examine(path)
+    except PermissionError:
+        return RejectedFile(path, PERMISSION_HINT)
+
+
+def _examine(path: Path) -> DiscoveredCheckpoint | RejectedFile:
     if not path.exists():
         return RejectedFile(path, "no such file or folder")
     if path.is_file() and path.suffix.lower() not in WEIGHT_SUFFIXES:
@@ -129,6 +169,8 @@ def examine(path: Path) -> DiscoveredCheckpoint | RejectedFile:
         return DiscoveredCheckpoint(path, inspection.format, match, sha256_file(path), inspection.arch)
     except CheckpointError as exc:
         return RejectedFile(path, _reason(exc, path))
+    except PermissionError:
+        raise
     except Exception as exc:  # a scan must never crash on one odd file: record it and go on
         return RejectedFile(
             path, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
@@ -148,6 +190,6 @@ def discover(paths: list[str | Path], progress: bool = False) -> DiscoveryReport
     candidates = list(iter_candidates(paths))
     accepted, rejected = [], []
     for path in tqdm(candidates, desc="discover", unit="file", disable=not progress):
-        result = examine(path)
+        result = path if isinstance(path, RejectedFile) else examine(path)
         (accepted if isinstance(result, DiscoveredCheckpoint) else rejected).append(result)
     return DiscoveryReport(tuple(accepted), tuple(rejected))

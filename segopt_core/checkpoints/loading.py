@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from segopt_core.checkpoints.mmseg1 import mmseg1_to_canonical
 from segopt_core.checkpoints.nvlabs import apply_eps, nvlabs_to_hf
 from segopt_core.checkpoints.reading import RawCheckpoint, read_checkpoint
 from segopt_core.variants import VariantSpec
+
+log = logging.getLogger(__name__)
 
 _HEAD_OF_LAYOUT = {"hf": "hf", "nvlabs": "hf", "mmseg1": "mmseg"}
 
@@ -150,6 +153,9 @@ def load_checkpoint(path: str | Path, cell: str | VariantSpec | None = None) -> 
 
     inspection = inspect_checkpoint(path, shapes_only=False)
     match = match_inspection(inspection, cell)
+    if cell is None:  # segopt chose the cell: say so where the name or config disagreed with the weights
+        for conflict in match.conflicts:
+            log.warning("warning: %s: %s", inspection.path, conflict)
     model = build_empty_model(match.spec, inspection.arch.head)
     state = {k: v.float() if v.is_floating_point() else v for k, v in inspection.state.items()}
     check_keys(model, state, inspection.path)

@@ -65,6 +65,12 @@ class CellMatch:
         if self.cell != self.spec.name:
             raise ValueError(f"CellMatch: cell {self.cell!r} differs from its spec's name {self.spec.name!r}")
 
+    @property
+    def conflicts(self) -> tuple[str, ...]:
+        """The warnings where a name or config said one thing and the weights another (every such warning
+        reads "<source> says ..."): what a user must hear about, unlike stated assumptions."""
+        return tuple(w for w in self.warnings if " says " in w)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary."""
         return {

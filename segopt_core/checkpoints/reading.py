@@ -51,6 +51,7 @@ def read_checkpoint(path: str | Path, shapes_only: bool = False) -> RawCheckpoin
         raise CheckpointError(f"{path}: no such file or folder")
     if path.is_dir():
         return _read_hf_folder(path, shapes_only)
+    check_readable(path)
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file (0 bytes); re-download or re-export it")
     if path.suffix == ".safetensors":
@@ -58,6 +59,18 @@ def read_checkpoint(path: str | Path, shapes_only: bool = False) -> RawCheckpoin
         return _with_embedded_info(RawCheckpoint(path, "safetensors", tensors, meta))
     tensors, meta = read_torch(path, shapes_only)
     return _with_embedded_info(RawCheckpoint(path, "torch", tensors, meta))
+
+
+def check_readable(path: Path) -> None:
+    """Raise CheckpointError "permission denied" when the file cannot be opened for reading (before a
+    reader reports it as corrupt)."""
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise CheckpointError(
+            f"{path}: permission denied; fix its permissions (chmod a+r) or leave it out of the scanned paths"
+        ) from None
 
 
 def _read_hf_folder(folder: Path, shapes_only: bool) -> RawCheckpoint:
@@ -71,6 +84,7 @@ def _read_hf_folder(folder: Path, shapes_only: bool) -> RawCheckpoint:
     shards = _shards(weights) if weights.name.endswith(".index.json") else [weights]
     tensors, meta = {}, {}
     for shard in shards:
+        check_readable(shard)
         part, part_meta = (
             read_safetensors(shard, shapes_only)
             if shard.suffix == ".safetensors"
@@ -95,6 +109,7 @@ def _shards(index: Path) -> list[Path]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    check_readable(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

@@ -76,13 +76,29 @@ class SegDataset:
         pair = self.pairs[index]
         image = read_image(pair.image)
         label = None if pair.mask is None else read_label(pair.mask, pair.label_kind, self.num_classes)
-        if label is not None and label.shape != image.shape[:2]:
-            raise DatasetError(
-                f"{pair.mask}: mask size {label.shape[1]}x{label.shape[0]} (WxH) differs from image "
-                f"{pair.image.name} size {image.shape[1]}x{image.shape[0]}; resize the mask with nearest "
-                "interpolation or remove the pair"
-            )
+        if label is not None:
+            _check_same_size(pair, label.shape, image.shape[:2])
         return Sample(pair.name, image, label)
+
+    def check(self, limit: int | None = None) -> int:
+        """Check the first `limit` pairs (all when None) without decoding images at full size.
+
+        Reads each image's header (and a JPEG's whole stream at 1/8 scale, which finds truncation) and
+        each mask in full (class range, size against its image). Raises DatasetError naming the first bad
+        file; with strict=False bad files are counted in `skipped` instead. Returns the pairs checked.
+        """
+        pairs = self.pairs if limit is None else self.pairs[:limit]
+        for pair in pairs:
+            try:
+                height_width = probe_image(pair.image)
+                if pair.mask is not None:
+                    label = read_label(pair.mask, pair.label_kind, self.num_classes)
+                    _check_same_size(pair, label.shape, height_width)
+            except DatasetError as err:
+                if self.strict:
+                    raise
+                self._skip(str(pair.image), str(err))
+        return len(pairs)
 
     def __iter__(self) -> Iterator[Sample]:
         """Samples in order; with strict=False bad files are logged, counted in `skipped` and left out."""
@@ -101,6 +117,39 @@ class SegDataset:
         self.skipped.append((path, reason))
 
 
+def _check_same_size(pair: _Pair, label_hw: tuple[int, ...], image_hw: tuple[int, ...]) -> None:
+    if tuple(label_hw) != tuple(image_hw):
+        raise DatasetError(
+            f"{pair.mask}: mask size {label_hw[1]}x{label_hw[0]} (WxH) differs from image "
+            f"{pair.image.name} size {image_hw[1]}x{image_hw[0]}; resize the mask with nearest "
+            "interpolation or remove the pair"
+        )
+
+
+def _unreadable(path: Path, what: str, err: BaseException) -> DatasetError:
+    """The DatasetError of a file that cannot be read: gone, permission denied, or corrupt."""
+    if isinstance(err, FileNotFoundError):
+        return DatasetError(f"{path}: {what} file disappeared since the dataset was opened")
+    if isinstance(err, PermissionError):
+        return DatasetError(f"{path}: permission denied reading the {what} file; fix its permissions")
+    return DatasetError(f"{path}: cannot decode {what} ({err}); the file is corrupt or truncated")
+
+
+def probe_image(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, checked cheaply: header, and a JPEG's stream decoded at 1/8 scale."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if img.format == "JPEG":  # libjpeg's DCT scaling still reads every byte of the stream
+                img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            img.load()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise _unreadable(path, "image", err) from None
+    return height, width
+
+
 def read_image(path: Path) -> np.ndarray:
     """An image file as HxWx3 uint8 RGB; grayscale/RGBA/palette images are converted (logged)."""
     from PIL import Image, UnidentifiedImageError
@@ -110,10 +159,8 @@ def read_image(path: Path) -> np.ndarray:
             img.load()
             mode = img.mode
             rgb = img.convert("RGB") if mode != "RGB" else img.copy()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: image file disappeared since the dataset was opened") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise DatasetError(f"{path}: cannot decode image ({err}); the file is corrupt or truncated") from None
+        raise _unreadable(path, "image", err) from None
     if mode != "RGB":
         log.info("%s: converted %s image to RGB", path, mode)
     return np.asarray(rgb, dtype=np.uint8)
@@ -127,10 +174,8 @@ def _read_mask_values(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             values = np.asarray(img)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: mask file disappeared since the dataset was opened") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise DatasetError(f"{path}: cannot decode mask ({err}); the file is corrupt or truncated") from None
+        raise _unreadable(path, "mask", err) from None
     if values.ndim != 2:
         raise DatasetError(
             f"{path}: mask has shape {values.shape}, expected one channel of class indices; "
@@ -231,7 +276,8 @@ def _pair_by_key(
     for path, reason in sorted(problems):
         if strict:
             raise DatasetError(
-                f"{path}: {reason}; add the missing file, remove this one, or pass --no-strict to skip it"
+                f"{path}: {reason}; add the missing file, remove this one, or pass --no-strict "
+                "(strict=False in Python) to skip it"
             )
         log.warning("skipping %s: %s", path, reason)
         skipped.append((path, reason))

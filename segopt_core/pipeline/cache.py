@@ -24,26 +24,38 @@ def cache_key(checkpoint_sha256: str, options: Mapping[str, Any], settings: Mapp
 
 
 class ResultCache:
-    """Completed variants' records under `root/<key>.json`; a hit needs its artifact to still exist."""
+    """Completed variants' records under `root/<key>.json`; a hit needs its artifact to still exist.
+
+    A stage (e.g. "benchmark") stores a variant's record as soon as that stage finished, under
+    `root/<key>.<stage>.json`, so a run killed later redoes only the stages that had not finished.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def path(self, key: str) -> Path:
-        """File holding the rows of one key."""
-        return self.root / f"{key}.json"
+    def path(self, key: str, stage: str | None = None) -> Path:
+        """File holding the record of one key (of one finished stage when `stage` is given)."""
+        return self.root / (f"{key}.json" if stage is None else f"{key}.{stage}.json")
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The cached record of a key, or None when missing, unreadable or its artifact is gone."""
+    def get(
+        self, key: str, stage: str | None = None, artifact: str | Path | None = None
+    ) -> dict[str, Any] | None:
+        """The cached record of a key, or None when missing, unreadable or its artifact is gone (or is not
+        `artifact`, when given: a rebuilt artifact invalidates what was measured on the old one)."""
         try:
-            entry = json.loads(self.path(key).read_text())
+            entry = json.loads(self.path(key, stage).read_text())
         except (OSError, ValueError):
             return None
-        artifact = entry.get("artifact") or ""
-        if not artifact or not Path(artifact).exists():
+        stored = entry.get("artifact") or ""
+        if not stored or not Path(stored).exists():
+            return None
+        if artifact is not None and Path(stored) != Path(artifact):
             return None
         return entry["record"]
 
-    def put(self, key: str, artifact: str | Path, record: Mapping[str, Any]) -> Path:
-        """Store the record of a completed variant (atomic)."""
-        return write_json_atomic(self.path(key), {"key": key, "artifact": str(artifact), "record": record})
+    def put(
+        self, key: str, artifact: str | Path, record: Mapping[str, Any], stage: str | None = None
+    ) -> Path:
+        """Store the record of a completed variant, or of a finished stage (atomic)."""
+        payload = {"key": key, "artifact": str(artifact), "record": record}
+        return write_json_atomic(self.path(key, stage), payload)

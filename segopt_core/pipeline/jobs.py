@@ -25,6 +25,7 @@ class CheckpointRef:
     spec: VariantSpec
     sha256: str
     format: str = ""
+    conflicts: tuple[str, ...] = ()  # name/config said otherwise than the weights (CellMatch.conflicts)
 
     @property
     def cell(self) -> str:
@@ -188,7 +189,7 @@ def find_checkpoints(
 
     report = discover([Path(p) for p in paths])
     accepted = [
-        CheckpointRef(str(e.path), e.match.spec, e.sha256, e.format)
+        CheckpointRef(str(e.path), e.match.spec, e.sha256, e.format, e.match.conflicts)
         for e in report.accepted
         if matches(e.cell, cells)
     ]
@@ -198,7 +199,10 @@ def find_checkpoints(
 
 def is_empty(paths: Sequence[str | Path]) -> bool:
     """True when none of the paths exists or holds any file."""
-    return not any(Path(p).is_file() or (Path(p).is_dir() and any(Path(p).iterdir())) for p in paths)
+    try:
+        return not any(Path(p).is_file() or (Path(p).is_dir() and any(Path(p).iterdir())) for p in paths)
+    except OSError:  # e.g. permission denied: not known to be empty; discovery reports the folder
+        return False
 
 
 def ensure_demo_zoo(folder: str | Path) -> bool:

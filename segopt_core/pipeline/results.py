@@ -96,6 +96,8 @@ def record_rows(
     }
     if record["status"] != "ok":
         return [result_row(**base)]
+    if (record.get("accuracy") or {}).get("error"):  # measured but not verified: not a usable variant
+        base["status"], base["error"] = "failed", f"evaluation failed: {record['accuracy']['error']}"
     accuracy = accuracy_columns(record.get("accuracy"), reference, gate)
     ref_speed = {r["batch_size"]: r.get("throughput_ips") for r in (reference or {}).get("bench_rows", [])}
     rows = []

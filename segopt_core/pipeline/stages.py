@@ -6,7 +6,9 @@ import atexit
 import datetime as dt
 import functools
 import json
+import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from segopt_core.atomic import is_disk_full
 from segopt_core.pipeline.cache import ResultCache
 from segopt_core.pipeline.jobs import REFERENCE_VARIANT, VariantJob
 from segopt_core.variants import VariantSpec
@@ -26,6 +29,7 @@ from segopt_core.variants import VariantSpec
 # seen as "mat1 and mat2 shapes cannot be multiplied" under load). With the thread-pool runner, builds, loads
 # and torch forwards take turns on this lock; ONNX Runtime / TensorRT inference runs outside it.
 _TORCH_LOCK = threading.RLock()
+log = logging.getLogger(__name__)
 _TORCH_BACKENDS = ("torch", "torch-compile")
 
 
@@ -52,6 +56,13 @@ class EvalSource:
     def mode(self) -> str:
         """'labels' when a labelled dataset is given, else 'agreement' (vs the fp32 model)."""
         return "labels" if self.data_dir else "agreement"
+
+
+def check_data(data_dir: str | Path, limit: int | None = None) -> int:
+    """Check the pairs an evaluation reads (the first `limit`); DatasetError names a bad one."""
+    from segopt_core.data import open_dataset
+
+    return open_dataset(data_dir, split="val").check(limit)
 
 
 def sample_images(source: EvalSource) -> list[np.ndarray]:
@@ -91,11 +102,17 @@ def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None 
     if calib is not None and job.options.precision == "int8-static":
         images = calibration_images(calib, job.checkpoint.spec, job.options.calibration.num_images)
     try:
+        store = ArtifactStore(store_root)
+        store.clean_temp()  # temp folders of builds killed earlier (never a live build's)
         with _TORCH_LOCK:  # export, quantization and verification all run the torch model
             loaded = load_checkpoint(job.checkpoint.path, job.checkpoint.spec)
-            artifact = ArtifactStore(store_root).get_or_build(loaded, job.options, calib_images=images)
+            artifact = store.get_or_build(loaded, job.options, calib_images=images)
     except BackendUnavailable as exc:  # not a failure: this machine cannot run the backend
         return job.record("skipped", error=str(exc))
+    except Exception as exc:  # a full disk fails this variant (a row), not the run
+        if not is_disk_full(exc):
+            raise
+        return job.record("failed", error=f"artifact store {store_root}: no space left on device ({exc})")
     timing = {"started_at": started, "build_seconds": round(time.perf_counter() - clock, 3)}
     timing["artifact_build_seconds"] = artifact.metadata.get("build_seconds")
     return job.record("ok", artifact=str(artifact.path), **timing)
@@ -208,8 +225,14 @@ def benchmark_record_isolated(
 @functools.cache
 def benchmark_pool() -> ProcessPoolExecutor:
     """The spawned process that runs this process's benchmarks, one at a time (recycled every 16 variants)."""
+    from segopt_core.lifecycle import die_with_parent
+
     pool = ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=16
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with_parent,  # a killed run leaves no measurement running on the device
+        initargs=(os.getpid(),),
+        max_tasks_per_child=16,
     )
     atexit.register(pool.shutdown, cancel_futures=True)
     return pool
@@ -245,8 +268,23 @@ def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSo
     return {**record, "accuracy": accuracy, **timing}
 
 
-def remember(record: Mapping[str, Any], cache_root: str | Path) -> dict[str, Any]:
-    """Store a completed record in the result cache (only 'ok' builds are cached) and return it."""
+def remember(record: Mapping[str, Any], cache_root: str | Path, stage: str | None = None) -> dict[str, Any]:
+    """Store a completed record (or one whose `stage` just finished) in the result cache and return it;
+    only 'ok' builds are cached."""
     if record.get("status") == "ok" and record.get("artifact"):
-        ResultCache(cache_root).put(record["cache_key"], record["artifact"], json.loads(json.dumps(record)))
+        plain = json.loads(json.dumps(record, default=str))
+        try:
+            ResultCache(cache_root).put(record["cache_key"], record["artifact"], plain, stage=stage)
+        except OSError as exc:  # the result stands; only a later resume loses it
+            if not is_disk_full(exc):
+                raise
+            log.warning(
+                "result cache %s not written (no space left on device): a re-run redoes it", cache_root
+            )
     return dict(record)
+
+
+def recall_stage(record: Mapping[str, Any], cache_root: str | Path, stage: str) -> dict[str, Any] | None:
+    """The record as it was when `stage` finished in an earlier run on the same artifact, else None."""
+    done = ResultCache(cache_root).get(record["cache_key"], stage=stage, artifact=record.get("artifact"))
+    return None if done is None else {**done, "reused": True}

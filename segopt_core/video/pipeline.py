@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import resource
 import threading
@@ -22,10 +23,12 @@ from segopt_core.video.metrics import ConsistencyMeter, still_pixels
 from segopt_core.video.overlay import LabelStyle, OverlayStyle, colorize, render
 from segopt_core.video.smoothing import SmoothingOptions, TemporalSmoother, dense_flow
 from segopt_core.video.sources import FrameSource, VideoError, list_images, open_source
-from segopt_core.video.writer import MaskFolderWriter, VideoWriter, check_writable
+from segopt_core.video.writer import MaskFolderWriter, VideoWriter, check_writable, write_error
 
 _END = None  # queue sentinel: no more frames
 _POLL_S = 0.1  # how often blocked queue operations look at the stop flag
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -203,9 +206,16 @@ class _Outputs:
             raise
 
     def close(self) -> None:
+        """Close every writer; the first error (e.g. a full disk) is raised after all were closed."""
+        errors = []
         for writer in (self.video, self.mask_video, self.masks):
             if writer is not None:
-                writer.close()
+                try:
+                    writer.close()
+                except Exception as exc:
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 def _writer(
@@ -385,11 +395,30 @@ def segment_video(
         predictor={"name": predictor.name, "precision": predictor.precision, "device": predictor.device},
         cell=spec.name,
     )
+    for warning in summary["warnings"]:  # e.g. a truncated file: said on the console, not only in the JSON
+        log.warning("warning: %s: %s", src.info.uri, warning)
     if outputs.summary is not None:
-        Path(outputs.summary).write_text(json.dumps(summary, indent=2))
+        try:
+            write_summary(Path(outputs.summary), summary)
+        except VideoError as exc:
+            if not summary["error"]:
+                raise
+            summary["error"] += f"; {exc}"  # the first failure leads (likely the same full disk)
     if summary["error"]:
-        raise VideoError(f"{summary['error']} ({run.stats.written} frames done were saved to {outputs.out})")
+        saved = f"{run.stats.written} frames done were saved to {outputs.out}"
+        raise VideoError(f"{summary['error']}" + (f" ({saved})" if Path(outputs.out).exists() else ""))
     return summary
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> Path:
+    """The JSON summary, written atomically (never a 0-byte or half file); VideoError names a failure."""
+    from segopt_core.atomic import atomic_file
+
+    text = json.dumps(summary, indent=2)
+    try:
+        return atomic_file(path, lambda tmp: tmp.write_text(text))
+    except OSError as exc:
+        raise write_error("summary", path, exc) from None
 
 
 class _Run:
@@ -449,7 +478,10 @@ class _Run:
             writer.join()
             self.stop.set()  # unblocks a reader waiting on a full queue
             reader.join()
-            self.outs.close()
+            try:
+                self.outs.close()
+            except Exception as exc:  # e.g. the disk filled up: reported in the summary like other errors
+                self.stats.errors.append(exc)
             self.src.close()
             progress.close()
         return self._summary(time.perf_counter() - start, rss_start)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -28,6 +30,24 @@ def check_writable(path: Path, what: str = "output") -> Path:
     return path
 
 
+LOW_SPACE_BYTES = 64 * 1024  # below this free space a write is about to fail: stop early and say so
+_SPACE_CHECK_EVERY = 25  # frames between free-space checks (one statvfs call)
+
+
+def no_space_left(folder: Path) -> bool:
+    """True when the filesystem of `folder` is (nearly) full."""
+    try:
+        return shutil.disk_usage(folder).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
+def write_error(what: str, path: Path, exc: OSError) -> VideoError:
+    """One line naming the output, the path and the OS reason ("no space left on device", ...)."""
+    reason = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc)).lower()
+    return VideoError(f"{what} {path}: {reason}; free some space or choose another path")
+
+
 def even_size(height: int, width: int) -> tuple[int, int]:
     """The size rounded up to even numbers: mp4v/MJPG need even sizes (OpenCV silently crops odd ones)."""
     return height + height % 2, width + width % 2
@@ -48,8 +68,12 @@ class VideoWriter:
         self.encoded_size = even_size(*size)
         self.frames = 0
         h, w = self.encoded_size
-        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+        # written beside the target and renamed into place once complete: a full disk or a crash never
+        # leaves an unplayable file under the real name
+        self.partial = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}")
+        self._writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
         if not self._writer.isOpened():
+            self.partial.unlink(missing_ok=True)
             raise VideoError(
                 f"video output {self.path}: OpenCV cannot open a {fourcc} writer there; check the path"
             )
@@ -62,12 +86,44 @@ class VideoWriter:
         bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
         if pad_h or pad_w:
             bgr = cv2.copyMakeBorder(bgr, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
-        self._writer.write(bgr)
+        if self.frames % _SPACE_CHECK_EVERY == 0 and no_space_left(self.path.parent):
+            raise VideoError(
+                f"video output {self.path}: no space left on device after {self.frames} frames; "
+                "free some space or choose another path"
+            )
+        self._writer.write(bgr)  # OpenCV reports no write errors: close() checks the finished file
         self.frames += 1
 
     def close(self) -> None:
-        """Finish the file (writes the container index, so the frames so far are playable)."""
+        """Finish the file (writes the container index, so the frames so far are playable) and move it into
+        place; VideoError (the partial file removed) when it could not be written completely."""
+        if self._writer is None:
+            return
         self._writer.release()
+        self._writer = None
+        if not self.frames:  # nothing to play: keep no file
+            self.partial.unlink(missing_ok=True)
+            return
+        if not self._complete():
+            reason = "no space left on device" if no_space_left(self.path.parent) else "the encoder failed"
+            self.partial.unlink(missing_ok=True)
+            raise VideoError(
+                f"video output {self.path}: {reason} while writing {self.frames} frames; nothing was kept "
+                "(free some space or choose another path)"
+            )
+        try:
+            os.replace(self.partial, self.path)
+        except OSError as exc:
+            self.partial.unlink(missing_ok=True)
+            raise write_error("video output", self.path, exc) from None
+
+    def _complete(self) -> bool:
+        """The finished file opens and its container holds every frame written."""
+        capture = cv2.VideoCapture(str(self.partial))
+        try:
+            return capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) >= self.frames
+        finally:
+            capture.release()
 
 
 class MaskFolderWriter:
@@ -87,9 +143,16 @@ class MaskFolderWriter:
 
     def write(self, index: int, labels: np.ndarray) -> None:
         """Save one label map."""
+        from segopt_core.atomic import atomic_file
+
         path = self.folder / f"frame_{index:06d}.png"
-        if not cv2.imwrite(str(path), labels.astype(np.uint8)):
-            raise VideoError(f"masks folder {self.folder}: writing {path.name} failed (disk full?)")
+        ok, png = cv2.imencode(".png", labels.astype(np.uint8))
+        if not ok:
+            raise VideoError(f"masks folder {self.folder}: cannot encode {path.name}")
+        try:
+            atomic_file(path, lambda tmp: tmp.write_bytes(png.tobytes()))  # no half-written PNG
+        except OSError as exc:
+            raise write_error("masks folder", self.folder, exc) from None
         self.frames += 1
 
     def close(self) -> None:

@@ -92,3 +92,42 @@ def test_unexpected_errors_are_one_line_with_a_hint_and_missing_extras_name_the_
     assert (
         code == 1 and message.startswith("ZeroDivisionError: division by zero more") and "--debug" in message
     )
+
+
+def _bad_datasets(root):
+    """name -> (dataset folder, expected text) for each way a validation set can be unusable."""
+    import numpy as np
+    from PIL import Image
+
+    def ade(name, pairs):
+        base = root / name
+        for stem, (image, mask) in pairs.items():
+            for sub, array, ext in (("images", image, ".jpg"), ("annotations", mask, ".png")):
+                if array is not None:
+                    (base / sub / "validation").mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(array).save(base / sub / "validation" / f"{stem}{ext}")
+        return base
+
+    img, mask = np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), np.uint8)
+    (root / "empty" / "images" / "validation").mkdir(parents=True)
+    (root / "empty" / "annotations" / "validation").mkdir(parents=True)
+    corrupt = ade("corrupt", {"a": (img, mask)})
+    (corrupt / "images" / "validation" / "a.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    return {
+        "missing": (root / "nope", "does not exist"),
+        "empty": (root / "empty", "no usable image/mask pairs"),
+        "no mask": (ade("nomask", {"a": (img, mask), "b": (img, None)}), "image without mask"),
+        "size": (ade("size", {"a": (img, np.ones((4, 8), np.uint8))}), "differs from image"),
+        "corrupt": (corrupt, "corrupt or truncated"),
+        "range": (ade("range", {"a": (img, np.full((8, 8), 200, np.uint8))}), "200 outside the class range"),
+    }
+
+
+def test_a_bad_dataset_fails_before_anything_is_built(tmp_path):
+    for case, (folder, text) in _bad_datasets(tmp_path).items():
+        work = tmp_path / "work"
+        result = runner.invoke(app, ["optimize-all", str(tmp_path / "zoo"), "--data", str(folder),
+                                     "--work-dir", str(work)])  # fmt: skip
+        assert result.exit_code == 2, (case, result.output)
+        assert text in result.output and "Traceback" not in result.output, case
+        assert not work.exists(), case  # nothing built

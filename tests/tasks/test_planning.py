@@ -122,3 +122,34 @@ def test_calibration_images_of_optimize_all_use_the_one_calibration_loader(tmp_p
     (tmp_path / "empty").mkdir()
     with pytest.raises(CalibrationError, match="no images found"):
         calibration_images(EvalSource(samples_dir=str(tmp_path / "empty")), tiny_spec)
+
+
+def test_a_full_disk_fails_the_variant_not_the_run(tmp_path, monkeypatch):
+    import segopt_core.backends as backends
+    from segopt_core.atomic import is_disk_full
+    from segopt_core.pipeline.stages import build_job
+
+    class SafetensorError(Exception):  # libraries wrap the OS error in their own types
+        pass
+
+    def full(self, *args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(backends.ArtifactStore, "get_or_build", full)
+    monkeypatch.setattr("segopt_core.checkpoints.load_checkpoint", lambda *a, **k: None)
+    ckpt = CheckpointRef("a.safetensors", tiny_cell(), "sha-a")
+    job = plan_jobs([ckpt], select_options(["torch"], ["fp32"], cuda=False), {})[0]
+    record = build_job(job, tmp_path / "store")
+    assert record["status"] == "failed" and "no space left on device" in record["error"]
+    assert is_disk_full(OSError(28, "No space left on device")) and not is_disk_full(ValueError("bad"))
+
+
+def test_a_report_that_cannot_be_written_names_the_folder(tmp_path, monkeypatch):
+    import tasks.report as report
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_report", full)
+    with pytest.raises(OSError, match=f"report {tmp_path}: no space left on device"):
+        report.write_report_task.fn([], str(tmp_path), {}, str(tmp_path / "history"))

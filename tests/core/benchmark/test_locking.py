@@ -50,9 +50,11 @@ def test_lock_excludes_another_process(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
+        said = []
         with pytest.raises(DeviceBusy, match=str(holder.pid)):
-            with device_lock("cpu", tmp_path, timeout_s=0.3):
+            with device_lock("cpu", tmp_path, timeout_s=0.3, on_wait=said.append):
                 pass
+        assert len(said) == 1 and f"pid {holder.pid}" in said[0]  # a waiting benchmark says for whom
     finally:
         holder.kill()
         holder.wait()

@@ -209,3 +209,96 @@ def test_cli_zoo_convert_nvlabs_to_hf(tmp_path):
     torch.testing.assert_close(a.model(x), b.model(x), atol=1e-4, rtol=1e-3)  # only the LayerNorm eps differs
     bad = runner.invoke(app, ["zoo", "convert", str(src), str(tmp_path / "x.pth"), "--format", "mmseg1"])
     assert bad.exit_code == 2 and "mmseg1 needs an MMSegSegformer" in bad.output
+
+
+@pytest.fixture
+def deny(monkeypatch):
+    """deny(folder=..., file=...): what chmod 000 does to a non-root user (tests run as root, who is never
+    refused): the folder cannot be listed nor its entries reached; the file cannot be opened."""
+    import builtins
+
+    folders: list[str] = []
+    files: list[str] = []
+    real_scandir, real_stat, real_open = os.scandir, os.stat, builtins.open
+
+    def refuse(path, inside: bool) -> None:
+        text = os.path.abspath(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else ""
+        if any(text == f or (inside and text.startswith(f + os.sep)) for f in folders):
+            raise PermissionError(13, "Permission denied", text)
+
+    def scandir(path="."):
+        refuse(path, inside=False)
+        return real_scandir(path)
+
+    def stat(path, *args, **kwargs):
+        if isinstance(path, (str, os.PathLike)) and os.path.dirname(os.path.abspath(path)) in folders:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    def open_(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.path.abspath(os.fspath(file)) in files:
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        refuse(file, inside=True)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(builtins, "open", open_)
+
+    def add(folder: Path | None = None, file: Path | None = None) -> None:
+        if folder is not None:
+            folders.append(str(folder.resolve()))
+        if file is not None:
+            files.append(str(file.resolve()))
+
+    return add
+
+
+def _zoo_with_unreadable_parts(tmp_path: Path) -> tuple[Path, Path, Path]:
+    zoo = tmp_path / "zoo"
+    init_zoo(zoo, cells=["ade"], fmt="nvlabs", tiny=True)
+    locked = zoo / "locked"
+    init_zoo(locked, cells=["ade"], fmt="nvlabs", tiny=True)
+    secret = next(zoo.glob("*.pth"))
+    return zoo, locked, secret
+
+
+def test_unreadable_folders_and_files_are_rejected_as_permission_denied(tmp_path, deny):
+    zoo, locked, secret = _zoo_with_unreadable_parts(tmp_path)
+    deny(folder=locked, file=secret)
+    report = discover([zoo])
+    reasons = {r.path.resolve(): r.reason for r in report.rejected}
+    assert set(reasons) == {locked.resolve(), secret.resolve()}, reasons
+    assert all(reason.startswith("permission denied") for reason in reasons.values())
+    result = CliRunner().invoke(app, ["discover", str(zoo)])
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert f"REJECTED {secret.name}: permission denied" in result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_chmod_000_is_rejected_as_permission_denied(tmp_path):
+    zoo, locked, secret = _zoo_with_unreadable_parts(tmp_path)
+    locked.chmod(0), secret.chmod(0)
+    try:
+        reasons = {r.path.resolve(): r.reason for r in discover([zoo]).rejected}
+    finally:
+        locked.chmod(0o755), secret.chmod(0o644)
+    assert set(reasons) == {locked.resolve(), secret.resolve()}
+    assert all(reason.startswith("permission denied") for reason in reasons.values())
+
+
+def test_a_name_the_weights_contradict_is_a_warning_when_loading(tmp_path, caplog):
+    from segopt_core.checkpoints import load_checkpoint
+
+    spec = tiny_cell("ade20k", 64)
+    path = write_checkpoint(
+        build_hf_model(spec, 0), spec, tmp_path / "segformer.b2.512x512.ade.pth", "nvlabs"
+    )
+    with caplog.at_level("WARNING", logger="segopt_core.checkpoints.loading"):
+        loaded = load_checkpoint(path)
+    assert loaded.match.conflicts and "says B2" in loaded.match.conflicts[0]
+    assert any("says B2" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="segopt_core.checkpoints.loading"):
+        load_checkpoint(path, loaded.spec)  # the caller chose the cell: nothing to warn about
+    assert not caplog.records

@@ -208,3 +208,37 @@ def test_iterating_twice_counts_each_skip_once(tmp_path) -> None:
     ds = open_dataset(root, strict=False)
     assert [s.name for s in ds] == [s.name for s in ds] == ["good"]
     assert len(ds.skipped) == 1
+
+
+def test_check_finds_every_bad_sample_without_reading_it_as_a_sample(tmp_path) -> None:
+    root = _folder(tmp_path, {"good": np.array([[0, 1], [2, 255]], np.uint8)})
+    cases = _bad_sample_cases(root)
+    noise = np.random.default_rng(1).integers(0, 255, (64, 64, 3), np.uint8)
+    jpeg = _write(root / "images" / "cutjpeg.jpg", noise)
+    jpeg.write_bytes(jpeg.read_bytes()[:400])  # a truncated JPEG: its header alone still reads
+    _write(root / "masks" / "cutjpeg.png", np.zeros((64, 64), np.uint8))
+    cases["cutjpeg"] = "corrupt or truncated"
+    for stem, message in cases.items():
+        only = open_dataset(root)
+        only.pairs = [p for p in only.pairs if p.name in ("good", stem)]
+        with pytest.raises(DatasetError, match=message) as err:
+            only.check()
+        assert stem in str(err.value)
+    lenient = open_dataset(root, strict=False)
+    assert lenient.check() == len(cases) + 1 and len(lenient.skipped) == len(cases)
+
+
+def test_check_reads_only_what_a_limited_evaluation_reads(tmp_path) -> None:
+    root = _folder(tmp_path, {"a_good": np.zeros((2, 2), np.uint8)})
+    _write(root / "images" / "z_bad.png", _rgb(3, 3))
+    _write(root / "masks" / "z_bad.png", np.zeros((2, 2), np.uint8))
+    assert open_dataset(root).check(limit=1) == 1
+    with pytest.raises(DatasetError, match="z_bad.png"):
+        open_dataset(root).check()
+
+
+def test_unpaired_hint_names_the_cli_flag(tmp_path) -> None:
+    root = _folder(tmp_path, {"ok": np.zeros((2, 2), np.uint8)})
+    _write(root / "images" / "lonely.png", _rgb())
+    with pytest.raises(DatasetError, match="--no-strict"):
+        open_dataset(root)

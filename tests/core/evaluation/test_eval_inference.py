@@ -123,3 +123,24 @@ def test_bad_mode_and_bad_image_raise(tiny_spec, predictor) -> None:
         predict_logits(predictor, _image(8, 8), tiny_spec, mode="tiles")
     with pytest.raises(InferenceError, match="HxWx3 uint8"):
         predict_logits(predictor, np.zeros((8, 8), np.uint8), tiny_spec)
+
+
+@pytest.mark.parametrize("group", [1, 7, 150])
+def test_argmax_in_channel_groups_equals_the_full_size_argmax(group) -> None:
+    from segopt_core.evaluation.inference import argmax_resized
+
+    logits = torch.randn(1, 150, 23, 31, generator=torch.Generator().manual_seed(0))
+    logits[0, 40] = logits[0, 3]  # exact ties keep the lowest class, as argmax does
+    size = (97, 131)
+    full = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[0].argmax(0)
+    tiled = argmax_resized(logits, size, budget=group * size[0] * size[1])
+    assert torch.equal(tiled.long(), full)
+
+
+def test_mask_of_a_large_image_equals_the_argmax_of_its_logits(tiny_spec, predictor, monkeypatch) -> None:
+    import segopt_core.evaluation.inference as inference
+
+    image = _image(300, 420, seed=3)
+    expected = predict_logits(predictor, image, tiny_spec).argmax(0)
+    monkeypatch.setattr(inference, "ARGMAX_BUDGET_ELEMENTS", 300 * 420 * 2)  # force 2-channel groups
+    assert np.array_equal(predict_mask(predictor, image, tiny_spec), expected)

@@ -223,3 +223,11 @@ def test_a_history_holding_reused_copies_still_counts_each_measurement_once(rows
     nightly = rows_to_frame([{**r, "run_id": "n1"} for r in rows])
     comparison = compare_with_history(nightly, read_history(history))
     assert (comparison["baseline_runs"] == 1).all()
+
+
+def test_a_failed_evaluation_makes_failed_rows_that_keep_the_measurements():
+    bad = record("onnxruntime-fp32", {1: 8.0}, {"error": "DatasetError: a.png: mask values 200 outside"})
+    rows = records_to_rows([bad], RUN, AccuracyGate(0.97))
+    assert [r["status"] for r in rows] == ["failed"]
+    assert rows[0]["error"].startswith("evaluation failed: DatasetError")
+    assert rows[0]["latency_ms_median"] == 8.0

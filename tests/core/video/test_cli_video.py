@@ -67,3 +67,19 @@ def test_cli_runs_an_optimized_artifact_with_its_stored_spec(tmp_path, video_fil
     assert read_video(out)[0] == 6
     broken = CliRunner().invoke(app, [*args[:3], str(tmp_path), *args[4:]])
     assert broken.exit_code == 2 and "not a segopt artifact" in broken.output
+
+
+def test_cli_says_on_the_console_when_a_file_was_cut_short(tmp_path, checkpoint, caplog):
+    from tests.core.video.conftest import static_frames, write_video
+
+    full = write_video(tmp_path / "full.avi", static_frames(20))  # MJPG/AVI: frames are independent
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 6 // 10])
+    out = tmp_path / "o.mp4"
+    with caplog.at_level("WARNING"):  # a WARNING record reaches stderr in the CLI (logging's last resort)
+        result = CliRunner().invoke(
+            app, ["video", str(cut), "--checkpoint", str(checkpoint), "--out", str(out)]
+        )
+    assert result.exit_code == 0, result.output
+    warning = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warning:")]
+    assert warning and "only" in warning[0] and "truncated file?" in warning[0], caplog.text
