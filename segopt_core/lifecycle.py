@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 PR_SET_PDEATHSIG = 1
@@ -46,6 +47,23 @@ def die_with_parent(parent_pid: int | None = None) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)
+
+
+def exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Exit this process within `poll_s` of its parent's death, whichever thread started it.
+
+    For pool workers started from a worker thread, which `die_with_parent` cannot cover: the kernel's
+    death signal follows the starting thread, so it would also fire when that thread ends.
+    """
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="segopt-parent-watch", daemon=True).start()
 
 
 def tied_command(args: Sequence[str]) -> list[str]:

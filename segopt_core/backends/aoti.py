@@ -9,9 +9,8 @@ both, and a package built elsewhere is refused with an error naming the file and
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -131,19 +130,6 @@ def compile_package(module: nn.Module, shapes: PackageShapes, path: Path, crop_h
         "compile_seconds": round(time.perf_counter() - exported, 3),
         **machine_tag(),
     }
-
-
-@contextlib.contextmanager
-def quiet_library_warnings() -> Iterator[None]:
-    """Silence known, harmless deprecation warnings of export, quantization and compilation."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.tensor\(.*sourceTensor.*")
-        warnings.filterwarnings("ignore", message=r".*quantized tensor.*", category=UserWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\._inductor.*")
-        warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec.*", category=FutureWarning)
-        yield
 
 
 def load_package(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -23,6 +23,7 @@ from segopt_core.backends import aoti, torch_backends
 from segopt_core.backends.errors import ArtifactError, BackendUnavailable
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions
+from segopt_core.backends.quiet import quiet_library_warnings
 from segopt_core.backends.source import save_source
 from segopt_core.backends.torch_backends import prepare_model
 from segopt_core.variants import VariantSpec
@@ -110,7 +111,7 @@ def build_package(
 ) -> dict:
     """Compile one package for `shapes` into folder/packages/; returns its metadata entry."""
     path = folder / aoti.PACKAGE_DIR / shapes.file_name
-    with aoti.quiet_library_warnings():
+    with quiet_library_warnings():
         module = exportable(model.to(options.device).eval(), options, shapes, calib)
         return aoti.compile_package(module, shapes, path, crop_hw)
 

@@ -16,6 +16,7 @@ from torch import nn
 from segopt_core.backends.errors import BackendUnavailable
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions, cpu_supports_bf16
+from segopt_core.backends.quiet import quiet_library_warnings
 from segopt_core.backends.source import load_source, save_source, torch_device
 from segopt_core.variants import VariantSpec
 
@@ -93,7 +94,8 @@ def dynamic_int8_report(model: nn.Module) -> dict:
 def quantize_dynamic_linear(model: nn.Module) -> tuple[nn.Module, dict]:
     """Dynamic INT8 of every nn.Linear (weights int8, activations quantized per call)."""
     report = dynamic_int8_report(model)
-    return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8), report
+    with quiet_library_warnings():
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8), report
 
 
 def prepare_model(folder: Path, metadata: dict, options: VariantOptions) -> tuple[nn.Module, VariantSpec]:

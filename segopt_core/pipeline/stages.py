@@ -225,12 +225,12 @@ def benchmark_record_isolated(
 @functools.cache
 def benchmark_pool() -> ProcessPoolExecutor:
     """The spawned process that runs this process's benchmarks, one at a time (recycled every 16 variants)."""
-    from segopt_core.lifecycle import die_with_parent
+    from segopt_core.lifecycle import exit_with_parent
 
     pool = ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=die_with_parent,  # a killed run leaves no measurement running on the device
+        initializer=exit_with_parent,  # a killed run leaves no measurement running on the device
         initargs=(os.getpid(),),
         max_tasks_per_child=16,
     )

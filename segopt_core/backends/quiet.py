@@ -1,0 +1,20 @@
+"""Known, harmless deprecation warnings of the libraries segopt drives, kept off the user's console."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def quiet_library_warnings() -> Iterator[None]:
+    """Silence torch's known deprecation warnings of export, quantization (quantized-tensor creation) and
+    inductor (`torch.tensor(tensor)` copies) while the block runs."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.tensor\(.*sourceTensor.*")
+        warnings.filterwarnings("ignore", message=r".*quantized tensor.*", category=UserWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\._inductor.*")
+        warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec.*", category=FutureWarning)
+        yield
