@@ -129,6 +129,7 @@ def build(model: nn.Module, spec: VariantSpec, options: VariantOptions, folder: 
     graph = fold_decode_head(model) if options.fold_decode_head else model
     shapes = aoti.shapes_for(*spec.crop_size)
     meta["packages"] = [build_package(graph, options, shapes, folder, spec.crop_size, calib_tensor)]
+    meta["model_files"] = [entry["file"] for entry in meta["packages"]]  # what a user ships
     meta["compiled"] = _compile_steps(options)
     return {**meta, **notes}
 
@@ -192,6 +193,7 @@ class PackagedPredictor:
             entry = self._compile_size(aoti.shapes_for(height, width))
             entry |= {"added_on_first_use": True, "first_use_seconds": round(time.perf_counter() - start, 3)}
             self.metadata["packages"].append(entry)
+            self.metadata.setdefault("model_files", []).append(entry["file"])
             self._persist(entry)
         log.warning(
             "%s: no package served %dx%d; compiled one in %.1f s and added it to %s (once per size)",
@@ -214,7 +216,11 @@ class PackagedPredictor:
         from segopt_core.backends.artifacts import METADATA_FILE, read_metadata
 
         if (self.folder / METADATA_FILE).exists():
-            self.metadata["packages"] = read_metadata(self.folder)["packages"]
+            stored = read_metadata(self.folder)
+            self.metadata["packages"], self.metadata["model_files"] = (
+                stored["packages"],
+                stored["model_files"],
+            )
 
     def _persist(self, entry: dict) -> None:
         """Add the new package to metadata.json's packages and file records (skipped while building)."""

@@ -20,6 +20,7 @@ from torch import nn
 from segopt_core.backends.errors import ArtifactError, BackendUnavailable
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions, openvino_installed  # noqa: F401 (re-export)
+from segopt_core.backends.quiet import quiet_library_warnings
 from segopt_core.variants import VariantSpec
 
 MODEL_FILE = "model.xml"
@@ -85,7 +86,7 @@ def convert(model: nn.Module, spec: VariantSpec):
     ov = openvino()
     h, w = spec.crop_size
     example = torch.zeros(2, 3, h, w)
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), quiet_library_warnings(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape-dependent Python in HF's code
         ov_model = ov.convert_model(
             model.eval(), example_input=example, input=[ov.PartialShape([-1, 3, -1, -1])]

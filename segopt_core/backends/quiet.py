@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def quiet_library_warnings() -> Iterator[None]:
-    """Silence torch's known deprecation warnings of export, quantization (quantized-tensor creation) and
-    inductor (`torch.tensor(tensor)` copies) while the block runs."""
+    """Silence known deprecation warnings while the block runs: torch's export, quantization (quantized
+    tensor creation) and inductor (`torch.tensor(tensor)` copies), and transformers' attributes that
+    tracing reads (`is_gradient_checkpointing`)."""
     import warnings
 
     with warnings.catch_warnings():
@@ -17,4 +18,5 @@ def quiet_library_warnings() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r".*quantized tensor.*", category=UserWarning)
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\._inductor.*")
         warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
         yield

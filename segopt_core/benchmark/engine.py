@@ -64,11 +64,24 @@ def model_size_mb(model: nn.Module | None = None, path: str | Path | None = None
     """Size on disk of a file/folder when a path is given, else the state-dict bytes of the module, MiB."""
     if path is not None:
         path = Path(path)
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        files = (
+            [path] if path.is_file() else _shipped_files(path) or [p for p in path.rglob("*") if p.is_file()]
+        )
         return sum(p.stat().st_size for p in files) / MIB
     if model is not None:
         return sum(t.numel() * t.element_size() for t in model.state_dict().values()) / MIB
     return None
+
+
+def _shipped_files(folder: Path) -> list[Path]:
+    """The files an artifact ships as its model (compiled packages, not the source weights beside them)."""
+    from segopt_core.backends import ArtifactError, read_metadata
+
+    try:
+        names = read_metadata(folder).get("model_files") or []
+    except ArtifactError:  # a plain folder, not a segopt artifact
+        return []
+    return [folder / name for name in names]
 
 
 def _module_of(predictor: Predictor, model: nn.Module | None) -> nn.Module | None:

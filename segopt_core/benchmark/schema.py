@@ -92,7 +92,12 @@ _MEMORY = (
     Column("peak_rss_increase_mb", "float64", "peak_rss_mb - rss_before_mb, MiB."),
     Column("cuda_max_allocated_mb", "float64", "torch.cuda.max_memory_allocated, MiB; null on CPU."),
     Column("gpu_mem_used_peak_mb", "float64", "Peak NVML device memory used (all processes), MiB."),
-    Column("model_size_mb", "float64", "Files on disk when a path is known, else state-dict bytes, MiB."),
+    Column(
+        "model_size_mb",
+        "float64",
+        "Model files on disk (an artifact's `model_files`, e.g. compiled packages, else every file) "
+        "when a path is known, else state-dict bytes, MiB.",
+    ),
     Column("param_count", "int64", "Number of parameters, null when unknown (e.g. a serialized engine)."),
 )
 _MACHINE = (

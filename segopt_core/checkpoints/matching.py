@@ -292,8 +292,10 @@ def _decide_resolution(enc_name: str | None, dataset: str, hints: list[Hints], d
     d.evidence.append(f"{hint.source}: resolution {res}")
     if matrix and res not in matrix:
         d.warnings.append(
-            f"{hint.source} says {res} but the matrix has {enc_name.upper()} {dataset} at {matrix[0]}: "
-            f"kept {res} (custom cell); pass cell {enc_name}-{matrix[0]}-{dataset} to use the matrix cell"
+            # not a conflict with the weights (they fix no resolution): a stated choice, not a console warning
+            f"{hint.source}: resolution {res} while the matrix has {enc_name.upper()} {dataset} at "
+            f"{matrix[0]}: kept {res} (custom cell); "
+            f"pass cell {enc_name}-{matrix[0]}-{dataset} to use the matrix cell"
         )
     return res
 

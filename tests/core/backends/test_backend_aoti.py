@@ -71,6 +71,7 @@ def test_a_new_size_is_compiled_once_and_kept(artifact_copy, tiny_model, monkeyp
     added = meta["packages"][1]
     assert added["added_on_first_use"] and added["shapes"] == {"max_batch": 16, "height": 70, "width": 50}
     assert added["first_use_seconds"] > 0 and added["file"] in meta["files"]
+    assert meta["model_files"] == [entry["file"] for entry in meta["packages"]]  # what the size counts
     again = load_predictor(artifact_copy)(batch)  # a second load reuses it: no second compile
     np.testing.assert_array_equal(again, out)
     assert [(s.height, s.width) for s in compiles] == [(70, 50)]

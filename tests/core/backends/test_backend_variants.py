@@ -132,7 +132,9 @@ class TestTorchCompileFp32(BaseBackendTester):
         (entry,) = artifact.metadata["packages"]
         assert (artifact.path / entry["file"]).is_file() and entry["file"].endswith(".pt2")
         assert entry["shapes"]["max_batch"] == 16 and entry["compile_seconds"] > 0
-        assert entry["file"] in artifact.metadata["files"]
+        assert entry["file"] in artifact.metadata["files"] and artifact.metadata["model_files"] == [
+            entry["file"]
+        ]
 
 
 @pytest.mark.slow
