@@ -111,7 +111,8 @@ def _legend(rows: pd.DataFrame) -> str:
 
 
 def accuracy_speed_tables(frame: pd.DataFrame) -> str:
-    """Per model: accuracy, gate and speed of each variant at the smallest batch size, vs torch fp32."""
+    """Per model: accuracy, gate and speed of each variant at the smallest batch size, vs torch fp32, with
+    its build time (compiling included) apart from the time a fresh process needs to load it and answer."""
     parts = []
     for model, group in _per_model(frame):
         smallest = group["batch_size"].min()
@@ -123,16 +124,24 @@ def accuracy_speed_tables(frame: pd.DataFrame) -> str:
             variant = f"{r['variant']} (reused)" if r["reused"] is True else r["variant"]
             rows.append(
                 [variant, r["precision"], accuracy, _pct(r["miou_ratio"]), verdict,
-                 _marked(r["throughput_ips"], r), _speedup(r), best]
+                 _marked(r["throughput_ips"], r), _speedup(r), best, r["artifact_build_seconds"],
+                 _ready_ms(r)]
             )  # fmt: skip
         mode = group["eval_mode"].iloc[0]
         metric = {"labels": "mIoU", "agreement": "pixel agreement"}.get(mode, "accuracy")
         measure = group["accuracy_measure"].dropna()
         gated = accuracy_label(measure.iloc[0] if len(measure) else None) + " (gated)"
         headers = ["variant", "precision", metric, gated, "gate", f"img/s (bs={smallest})"]
-        headers += ["speedup vs torch fp32", "best img/s (any bs)"]
+        headers += ["speedup vs torch fp32", "best img/s (any bs)", "build s", "load + 1st call ms"]
         parts.append(f"### {model}\n\n" + table(headers, rows))
     return "\n\n".join(parts) or "_No successful variant._"
+
+
+def _ready_ms(row: pd.Series) -> float | None:
+    """Load time plus the first call: how long a fresh process waits for its first result."""
+    if pd.isna(row["load_ms"]) or pd.isna(row["first_call_ms"]):
+        return None
+    return round(float(row["load_ms"]) + float(row["first_call_ms"]), 1)
 
 
 def batch_tables(frame: pd.DataFrame) -> str:

@@ -231,3 +231,16 @@ def test_a_failed_evaluation_makes_failed_rows_that_keep_the_measurements():
     assert [r["status"] for r in rows] == ["failed"]
     assert rows[0]["error"].startswith("evaluation failed: DatasetError")
     assert rows[0]["latency_ms_median"] == 8.0
+
+
+def test_summary_shows_build_time_apart_from_load_and_first_call(rows, tmp_path):
+    """A compiled variant's compile time belongs to its build, not to the first call a user waits for."""
+    timed = [
+        {**r, "artifact_build_seconds": 41.5, "load_ms": 900.0, "first_call_ms": 180.0}
+        if r["variant"] == "onnxruntime-fp32" else r
+        for r in rows
+    ]  # fmt: skip
+    text = write_report(timed, tmp_path / "reports", {**RUN, "machine": "box"}).summary.read_text()
+    assert "| build s | load + 1st call ms |" in text
+    line = next(x for x in text.splitlines() if x.startswith("| onnxruntime-fp32 | fp32 |"))
+    assert line.endswith("| 41.50 | 1080.00 |")
