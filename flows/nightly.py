@@ -9,7 +9,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.optimize_all import DEFAULT_BATCH_SIZES, device_key, new_run_id, run_meta
-from flows.runners import runner_from_env, settle
+from flows.runners import queued_per_key, runner_from_env, settle
 from segopt_core.pipeline.stored import check_nightly_options
 from segopt_core.reports import RegressionPolicy
 from segopt_core.settings import load_settings
@@ -54,9 +54,13 @@ def nightly_benchmark(
         meta["notes"].append(f"no stored artifact under {work / 'artifacts'}: run optimize-all first")
     for key in sorted({device_key(record) for record, _ in stored}):
         ensure_device_limit(key)
-    futures = [
-        benchmark_variant.submit(r, spec, batch_sizes, warmup, iters, device_key(r)) for r, spec in stored
-    ]
+    futures = queued_per_key(
+        lambda item, after: benchmark_variant.submit(
+            item[0], item[1], batch_sizes, warmup, iters, device_key(item[0]), wait_for=after
+        ),
+        stored,
+        lambda item: device_key(item[0]),
+    )
     records = [
         rec or {**r, "status": "failed", "error": err}
         for (r, _), (rec, err) in zip(stored, settle(futures), strict=True)

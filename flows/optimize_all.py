@@ -11,7 +11,7 @@ import torch
 from prefect import flow, unmapped
 from prefect.runtime import flow_run
 
-from flows.runners import runner_from_env, settle
+from flows.runners import queued_per_key, runner_from_env, settle
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
 from segopt_core.benchmark.fingerprint import machine_summary
 from segopt_core.pipeline.jobs import check_run_options, default_sources, ensure_demo_zoo, is_empty, plan_jobs
@@ -124,12 +124,14 @@ def optimize_all(
     ready = [r for r in records if r["status"] == "ok"]
     for key in sorted({device_key(r) for r in ready}):
         ensure_device_limit(key)
-    bench_futures = [
-        benchmark_variant.submit(
-            r, spec_of[r["cache_key"]], batch_sizes, warmup, iters, device_key(r), str(work / "results")
-        )
-        for r in ready
-    ]
+    bench_futures = queued_per_key(
+        lambda r, after: benchmark_variant.submit(
+            r, spec_of[r["cache_key"]], batch_sizes, warmup, iters, device_key(r), str(work / "results"),
+            wait_for=after,
+        ),
+        ready,
+        device_key,
+    )  # fmt: skip
     benched = [
         rec or {**r, "status": "failed", "error": err}
         for r, (rec, err) in zip(ready, settle(bench_futures), strict=True)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
+from prefect import allow_failure
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 TASK_RUNNERS = ("threads", "dask")
+Item = TypeVar("Item")
 
 
 def make_task_runner(
@@ -52,3 +54,22 @@ def settle(futures: Iterable[PrefectFuture]) -> list[tuple[Any, str | None]]:
         state = future.state
         outcomes.append((future.result(), None) if state.is_completed() else (None, _describe(state)))
     return outcomes
+
+
+def queued_per_key(
+    submit: Callable[[Item, list], PrefectFuture], items: Sequence[Item], key: Callable[[Item], str]
+) -> list[PrefectFuture]:
+    """Submit one task per item so that items sharing a key run one after another.
+
+    `submit(item, wait_for)` must pass `wait_for` to `Task.submit`. A queued task stays Pending in the
+    Prefect UI until the one before it on its key (e.g. its device) has ended, instead of showing as
+    Running while it waits for the device; it runs even when that one failed.
+    """
+    last: dict[str, PrefectFuture] = {}
+    futures = []
+    for item in items:
+        before = last.get(key(item))
+        future = submit(item, [allow_failure(before)] if before is not None else [])
+        last[key(item)] = future
+        futures.append(future)
+    return futures

@@ -215,3 +215,37 @@ def test_history_rows_keep_the_schema(second_run, story):
     frame = read_results(second_run)
     assert json.loads(frame["options"].iloc[0])["backend"] in ("torch", "onnxruntime")
     assert list(rows_to_frame([]).columns) == list(frame.columns)
+
+
+def test_benchmarks_of_one_device_queue_as_pending_and_run_after_a_failure(prefect_harness):
+    """Queued benchmarks wait as Pending behind the one before them (not Running), and a failure does
+    not stop the queue."""
+    from prefect import flow, task
+
+    from flows.runners import queued_per_key, settle
+
+    spans, lock = [], threading.Lock()
+
+    @task
+    def measure(i: int) -> int:
+        start = time.monotonic()
+        time.sleep(0.3)
+        with lock:
+            spans.append((start, time.monotonic()))
+        if i == 0:
+            raise RuntimeError("first benchmark failed")
+        return i
+
+    @flow
+    def queue() -> tuple[list, list[str]]:
+        futures = queued_per_key(
+            lambda i, after: measure.submit(i, wait_for=after), [0, 1, 2], lambda i: "cpu"
+        )
+        states = [futures[2].state.type.value]  # submitted behind two others: not running yet
+        return settle(futures), states
+
+    outcomes, states = queue()
+    assert [result for result, _ in outcomes] == [None, 1, 2] and "first benchmark failed" in outcomes[0][1]
+    assert states == ["PENDING"]
+    spans.sort()
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False))
