@@ -1,9 +1,10 @@
-"""Predictors with known behaviour for the benchmark tests: real predictors, not mocks."""
+"""Benchmark test helpers: predictors with known behaviour (real ones, not mocks), a benchmarks/ loader."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,3 +37,22 @@ class SleepPredictor:
 def sleep_predictor() -> type[SleepPredictor]:
     """The SleepPredictor class."""
     return SleepPredictor
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """Loader of benchmarks/ scripts: benchmark_script("headline") -> the module."""
+    return load_benchmark_script
+
+
+def load_benchmark_script(name: str):
+    """A script of benchmarks/ imported as a module (it is not a package), e.g. 'headline'."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"segopt_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "gpu_headline.py"
 
 
 @pytest.fixture(scope="module")
-def gpu_headline():
-    spec = importlib.util.spec_from_file_location("segopt_gpu_headline", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+def gpu_headline(benchmark_script):
+    return benchmark_script("gpu_headline")
 
 
 def test_dry_run_lists_every_variant_on_every_cell(gpu_headline, capsys):

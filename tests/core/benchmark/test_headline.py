@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "headline.py"
 
 
 @pytest.fixture(scope="module")
-def headline():
-    spec = importlib.util.spec_from_file_location("segopt_headline", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+def headline(benchmark_script):
+    return benchmark_script("headline")
 
 
 def test_quick_settings(headline):
