@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from segopt_core.backends import Artifact, ArtifactStore, VariantOptions
+from segopt_core.backends.verify import verification_inputs
 
 COMPILED_FP32 = VariantOptions("torch-compile", "fp32", fold_decode_head=True)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> ArtifactStore:
+    """An artifact store per test module."""
+    return ArtifactStore(tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="module")
+def calib_images() -> np.ndarray:
+    """Eight image-like calibration inputs at the tiny cell's 64x64."""
+    return verification_inputs((8, 3, 64, 64), seed=123)
 
 
 @pytest.fixture(scope="session")

@@ -39,16 +39,6 @@ def _shared_tester():
 BaseBackendTester = needs_openvino(_shared_tester())
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> ArtifactStore:
-    return ArtifactStore(tmp_path_factory.mktemp("ov-artifacts"))
-
-
-@pytest.fixture(scope="module")
-def calib_images() -> np.ndarray:
-    return verification_inputs((8, 3, 64, 64), seed=123)
-
-
 def _native_bf16() -> bool:
     from segopt_core.backends.openvino import cpu_capabilities
 

@@ -18,16 +18,6 @@ from segopt_core.backends.verify import TOLERANCES, verification_inputs
 from segopt_core.predictor import Predictor
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> ArtifactStore:
-    return ArtifactStore(tmp_path_factory.mktemp("artifacts"))
-
-
-@pytest.fixture(scope="module")
-def calib_images() -> np.ndarray:
-    return verification_inputs((8, 3, 64, 64), seed=123)
-
-
 class BaseBackendTester:
     """Shared checks; a subclass only sets `options` (and maybe `marks`)."""
 
