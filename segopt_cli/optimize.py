@@ -59,11 +59,14 @@ def optimize_command(
         typer.echo(json.dumps({"path": str(artifact.path), **artifact.metadata}, indent=2, default=str))
         return
     ver = artifact.metadata["verification"]
+    model_bytes = sum(path.stat().st_size for path in artifact.model_files)
     typer.echo(
-        f"{artifact.slug}: {'reused' if artifact.reused else 'built'}, {artifact.size_bytes / 1e6:.1f} MB, "
+        f"{artifact.slug}: {'reused' if artifact.reused else 'built'}, model {model_bytes / 1e6:.1f} MB, "
         f"max rel diff {ver['max_rel_diff']:.2e}, argmax agreement {ver['argmax_agreement']:.4f}",
         err=True,
     )
+    if artifact.metadata.get("model_files"):
+        typer.echo(f"ship: {', '.join(str(path) for path in artifact.model_files)}", err=True)
     typer.echo(str(artifact.path))
 
 

@@ -74,8 +74,14 @@ class Artifact:
 
     @property
     def size_bytes(self) -> int:
-        """Size on disk of the model files."""
+        """Size on disk of every file of the artifact (source weights included)."""
         return int(self.metadata["size_bytes"])
+
+    @property
+    def model_files(self) -> list[Path]:
+        """The files a user ships (a torch-compile variant's packages); every file where not listed."""
+        names = self.metadata.get("model_files") or list(self.metadata["files"])
+        return [self.path / name for name in names]
 
 
 # --- files and metadata --------------------------------------------------------------------------------

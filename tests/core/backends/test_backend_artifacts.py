@@ -52,6 +52,7 @@ def test_metadata_records_what_flows_need(built):
         "checkpoint_sha256",
     ):
         assert key in meta
+    assert [p.name for p in built[1].model_files] == [MODEL_FILE]  # no model_files list: every file
     assert meta["size_bytes"] == sum(
         f.stat().st_size for f in built[1].path.iterdir() if f.name != METADATA_FILE
     )
