@@ -61,10 +61,7 @@ def nightly_benchmark(
         stored,
         lambda item: device_key(item[0]),
     )
-    records = [
-        rec or {**r, "status": "failed", "error": err}
-        for (r, _), (rec, err) in zip(stored, settle(futures), strict=True)
-    ]
+    records = [rec or r.failed(err) for (r, _), (rec, err) in zip(stored, settle(futures), strict=True)]
 
     rows = collect_rows(records, meta, 0.97)  # no accuracy in nightly runs: the gate is idle
     report = write_report_task(rows, str(reports), meta, str(reports / "history"), policy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from flows.runners import queued_per_key, runner_from_env, settle
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
 from segopt_core.benchmark.fingerprint import machine_summary
 from segopt_core.pipeline.jobs import check_run_options, default_sources, ensure_demo_zoo, is_empty, plan_jobs
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.results import machine_id
 from segopt_core.settings import load_settings
 from tasks.benchmark import benchmark_variant, ensure_device_limit
@@ -28,9 +30,9 @@ DEFAULT_BATCH_SIZES = (1, 4, 8)
 RUN_ID = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]+-[0-9a-z]{1,8}")
 
 
-def device_key(record: dict) -> str:
+def device_key(record: VariantRecord) -> str:
     """The concurrency-limit name of the device a variant runs on."""
-    return device_concurrency_key((record.get("options") or {}).get("device", "cpu"))
+    return device_concurrency_key(record.device)
 
 
 def new_run_id(flow_name: str | None = None) -> str:
@@ -121,33 +123,30 @@ def optimize_all(
     records = [rec or job.record("failed", error=err) for job, (rec, err) in zip(todo, built, strict=True)]
 
     # 2. benchmark, one at a time per device: nothing else runs during a measurement
-    ready = [r for r in records if r["status"] == "ok"]
+    ready = [r for r in records if r.ok]
     for key in sorted({device_key(r) for r in ready}):
         ensure_device_limit(key)
     bench_futures = queued_per_key(
         lambda r, after: benchmark_variant.submit(
-            r, spec_of[r["cache_key"]], batch_sizes, warmup, iters, device_key(r), str(work / "results"),
+            r, spec_of[r.cache_key], batch_sizes, warmup, iters, device_key(r), str(work / "results"),
             wait_for=after,
         ),
         ready,
         device_key,
     )  # fmt: skip
-    benched = [
-        rec or {**r, "status": "failed", "error": err}
-        for r, (rec, err) in zip(ready, settle(bench_futures), strict=True)
-    ]
+    benched = [rec or r.failed(err) for r, (rec, err) in zip(ready, settle(bench_futures), strict=True)]
 
     # 3. accuracy vs fp32 (labels or agreement), then cache the finished record
-    measured = [r for r in benched if r["status"] == "ok"]
+    measured = [r for r in benched if r.ok]
     eval_futures = [
-        evaluate_variant.submit(r, spec_of[r["cache_key"]], source, str(work / "results")) for r in measured
+        evaluate_variant.submit(r, spec_of[r.cache_key], source, str(work / "results")) for r in measured
     ]
     evaluated = [
-        rec or {**r, "accuracy": {"error": err}}
+        rec or replace(r, accuracy={"error": err})
         for r, (rec, err) in zip(measured, settle(eval_futures), strict=True)
     ]
 
-    failed = [r for r in records + benched if r["status"] != "ok"]
+    failed = [r for r in records + benched if not r.ok]
     all_records = cached + evaluated + failed
     rows = collect_rows(all_records, meta, min_miou_ratio)
     report = write_report_task(rows, str(reports), meta, str(reports / "history"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.stages import EvalSource, check_data, evaluate_record, prepare_samples, remember
 from segopt_core.variants import VariantSpec
 
@@ -20,7 +21,9 @@ def sample_source(
     return EvalSource(samples_dir=prepare_samples(work_dir, specs, count=max(limit or 4, 4)), limit=limit)
 
 
-@task(name="evaluate-variant", task_run_name="evaluate {record[variant]} · {spec.name}")
-def evaluate_variant(record: dict, spec: VariantSpec, source: EvalSource, cache_root: str) -> dict:
+@task(name="evaluate-variant", task_run_name="evaluate {record.variant} · {spec.name}")
+def evaluate_variant(
+    record: VariantRecord, spec: VariantSpec, source: EvalSource, cache_root: str
+) -> VariantRecord:
     """The record with its accuracy, stored in the result cache once complete."""
     return remember(evaluate_record(record, spec, source), cache_root)

@@ -7,13 +7,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from segopt_core.atomic import is_disk_full
 from segopt_core.pipeline.gate import AccuracyGate
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.results import records_to_rows
 from segopt_core.reports import RegressionPolicy, Report, read_results, write_report
 from segopt_core.reports.markdown import artifact_markdown, results_table
 
 
 @task(name="collect-rows", task_run_name="collect-rows")
-def collect_rows(records: list[dict], run: dict, min_miou_ratio: float) -> list[dict]:
+def collect_rows(records: list[VariantRecord], run: dict, min_miou_ratio: float) -> list[dict]:
     """One result row per variant × batch size, with speedups and the accuracy gate applied."""
     return records_to_rows(records, run, AccuracyGate(min_miou_ratio))
 

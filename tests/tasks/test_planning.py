@@ -140,7 +140,7 @@ def test_a_full_disk_fails_the_variant_not_the_run(tmp_path, monkeypatch):
     ckpt = CheckpointRef("a.safetensors", tiny_cell(), "sha-a")
     job = plan_jobs([ckpt], select_options(["torch"], ["fp32"], cuda=False), {})[0]
     record = build_job(job, tmp_path / "store")
-    assert record["status"] == "failed" and "no space left on device" in record["error"]
+    assert record.status == "failed" and "no space left on device" in record.error
     assert is_disk_full(OSError(28, "No space left on device")) and not is_disk_full(ValueError("bad"))
 
 
