@@ -4,6 +4,7 @@ report → MLflow."""
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,8 @@ from flows.runners import queued_per_key, runner_from_env, settle
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
 from segopt_core.benchmark.fingerprint import machine_summary
 from segopt_core.pipeline.jobs import check_run_options, default_sources, ensure_demo_zoo, is_empty, plan_jobs
+from segopt_core.pipeline.params import OPTIMIZE_ALL_DEFAULTS as DEFAULTS
+from segopt_core.pipeline.params import OptimizeAllParams
 from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.results import machine_id
 from segopt_core.settings import load_settings
@@ -26,7 +29,6 @@ from tasks.optimize import build_variant
 from tasks.report import collect_rows, publish_report, write_report_task
 from tasks.tracking import track
 
-DEFAULT_BATCH_SIZES = (1, 4, 8)
 RUN_ID = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]+-[0-9a-z]{1,8}")
 
 
@@ -43,6 +45,12 @@ def new_run_id(flow_name: str | None = None) -> str:
     suffix = (flow_run.get_id() or "local")[:8]
     flow_name = flow_name or flow_run.get_flow_name() or "flow"
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{flow_name}-{suffix}"
+
+
+def locals_of(flow_fn, values: dict) -> dict:
+    """A flow's arguments from its `locals()` (taken first thing in its body), by parameter name."""
+    names = inspect.signature(flow_fn.fn if hasattr(flow_fn, "fn") else flow_fn).parameters
+    return {name: values[name] for name in names}
 
 
 def current_run_id(flow_name: str) -> str:
@@ -76,14 +84,14 @@ def optimize_all(
     variants: list[str] | None = None,
     batch_sizes: list[int] | None = None,
     data_dir: str | None = None,
-    limit: int | None = 8,
-    warmup: int = 3,
-    iters: int = 20,
-    min_miou_ratio: float = 0.97,
+    limit: int | None = DEFAULTS.limit,
+    warmup: int = DEFAULTS.warmup,
+    iters: int = DEFAULTS.iters,
+    min_miou_ratio: float = DEFAULTS.min_miou_ratio,
     work_dir: str | None = None,
     report_dir: str | None = None,
-    demo_zoo_if_empty: bool = False,
-    log_models: bool = False,
+    demo_zoo_if_empty: bool = DEFAULTS.demo_zoo_if_empty,
+    log_models: bool = DEFAULTS.log_models,
 ) -> str:
     """Optimize, benchmark, verify and report every checkpoint under `paths`; returns the report folder.
 
@@ -92,28 +100,28 @@ def optimize_all(
     backends/precisions: filters of the machine's default variants; variants: exact slugs
     (e.g. onnxruntime-fp32); data_dir: labelled validation set (else label-free agreement with fp32 on
     synthetic samples); limit: evaluation images; min_miou_ratio: the accuracy gate;
-    demo_zoo_if_empty: write the tiny demo zoo when `paths` hold nothing.
+    demo_zoo_if_empty: write the tiny demo zoo when `paths` hold nothing. Defaults: OptimizeAllParams.
     """
-    batch_sizes = list(batch_sizes or DEFAULT_BATCH_SIZES)
     # a mistyped option fails here, before anything is discovered or built
-    options = check_run_options(cells, backends, precisions, variants, batch_sizes, torch.cuda.is_available())
+    sizes = list(batch_sizes or DEFAULTS.batch_sizes)
+    options = check_run_options(cells, backends, precisions, variants, sizes, torch.cuda.is_available())
+    params = OptimizeAllParams(**locals_of(optimize_all, locals()))
     settings = load_settings()
-    work = Path(work_dir or settings.work_dir)
-    reports = Path(report_dir or settings.reports_dir)
-    if not paths:  # the demo's trained B0 (and its labelled set) when `segopt demo` ran, else the zoo
+    work = Path(params.work_dir or settings.work_dir)
+    reports = Path(params.report_dir or settings.reports_dir)
+    if not params.paths:  # the demo's trained B0 (and its labelled set) when `segopt demo` ran, else the zoo
         paths, demo_data = default_sources(work)
-        data_dir = data_dir or demo_data
+        params = params.model_copy(update={"paths": paths, "data_dir": params.data_dir or demo_data})
+    paths, data_dir, limit = params.paths, params.data_dir, params.limit
     meta = run_meta("optimize-all", dict(flow_run.parameters))
-    if demo_zoo_if_empty and is_empty(paths):
+    if params.demo_zoo_if_empty and is_empty(paths):
         ensure_demo_zoo(paths[0])
         meta["notes"].append(f"{paths[0]} was empty: wrote the tiny demo zoo there")
 
-    checkpoints, rejected = discover_checkpoints(paths, cells)
+    checkpoints, rejected = discover_checkpoints(paths, params.cells)
     meta["notes"] += [f"not a checkpoint: `{r['path']}`: {r['reason']}" for r in rejected]
     meta["notes"] += [f"`{c.path}`: {conflict}" for c in checkpoints for conflict in c.conflicts]
-    settings_key = {"batch_sizes": batch_sizes, "warmup": warmup, "iters": iters, "data_dir": data_dir,
-                    "limit": limit}  # fmt: skip
-    jobs = plan_jobs(checkpoints, options, settings_key)
+    jobs = plan_jobs(checkpoints, options, params.cache_settings())
     cached, todo = load_cached(jobs, str(work / "results"))
     source = sample_source(str(work), [c.spec for c in checkpoints], data_dir, limit)
     spec_of = {job.key: job.checkpoint.spec for job in jobs}
@@ -128,7 +136,8 @@ def optimize_all(
         ensure_device_limit(key)
     bench_futures = queued_per_key(
         lambda r, after: benchmark_variant.submit(
-            r, spec_of[r.cache_key], batch_sizes, warmup, iters, device_key(r), str(work / "results"),
+            r, spec_of[r.cache_key], params.batch_sizes, params.warmup, params.iters, device_key(r),
+            str(work / "results"),
             wait_for=after,
         ),
         ready,
@@ -148,9 +157,9 @@ def optimize_all(
 
     failed = [r for r in records + benched if not r.ok]
     all_records = cached + evaluated + failed
-    rows = collect_rows(all_records, meta, min_miou_ratio)
+    rows = collect_rows(all_records, meta, params.min_miou_ratio)
     report = write_report_task(rows, str(reports), meta, str(reports / "history"))
-    track(report, meta, log_models)
+    track(report, meta, params.log_models)
     publish_report(report, "optimize-all")
     if not any(row["status"] == "ok" for row in rows):
         raise RuntimeError(f"optimize-all: no variant succeeded; see {report.summary}")
