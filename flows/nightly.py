@@ -8,17 +8,16 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.optimize_all import device_key, locals_of, new_run_id, run_meta
-from flows.runners import queued_per_key, runner_from_env, settle
+from flows.optimize_all import benchmark_stage, locals_of, new_run_id, run_meta
+from flows.runners import runner_from_env
 from segopt_core.pipeline.params import NIGHTLY_DEFAULTS as DEFAULTS
 from segopt_core.pipeline.params import NightlyParams
 from segopt_core.pipeline.stored import check_nightly_options
 from segopt_core.reports import RegressionPolicy
 from segopt_core.settings import load_settings
-from tasks.benchmark import benchmark_variant, ensure_device_limit
-from tasks.report import collect_rows, publish_report, write_report_task
+from tasks.report import collect_rows, publish_report, write_report
 from tasks.store import list_artifacts
-from tasks.tracking import track
+from tasks.tracking import log_to_mlflow
 
 
 class RegressionDetected(RuntimeError):
@@ -56,26 +55,11 @@ def nightly_benchmark(
     stored = list_artifacts(str(work / "artifacts"), str(work / "results"), params.cells, params.variants)
     if not stored:
         meta["notes"].append(f"no stored artifact under {work / 'artifacts'}: run optimize-all first")
-    for key in sorted({device_key(record) for record, _ in stored}):
-        ensure_device_limit(key)
-    futures = queued_per_key(
-        lambda item, after: benchmark_variant.submit(
-            item[0],
-            item[1],
-            params.batch_sizes,
-            params.warmup,
-            params.iters,
-            device_key(item[0]),
-            wait_for=after,
-        ),
-        stored,
-        lambda item: device_key(item[0]),
-    )
-    records = [rec or r.failed(err) for (r, _), (rec, err) in zip(stored, settle(futures), strict=True)]
+    records = benchmark_stage(stored, params)
 
     rows = collect_rows(records, meta, 0.97)  # no accuracy in nightly runs: the gate is idle
-    report = write_report_task(rows, str(reports), meta, str(reports / "history"), policy)
-    track(report, meta)
+    report = write_report(rows, str(reports), meta, str(reports / "history"), policy)
+    log_to_mlflow(report, meta)
     publish_report(report, "nightly-benchmark")
     if params.fail_on_regression and report.regressions:
         raise RegressionDetected(f"{report.regressions} benchmark row(s) regressed; see {report.summary}")

@@ -26,7 +26,9 @@ def discover_checkpoints(
 
 
 @task(name="load-cached-results", task_run_name="load-cached-results")
-def load_cached(jobs: list[VariantJob], cache_root: str) -> tuple[list[VariantRecord], list[VariantJob]]:
+def load_cached_results(
+    jobs: list[VariantJob], cache_root: str
+) -> tuple[list[VariantRecord], list[VariantJob]]:
     """Records of jobs finished by an earlier run (artifact still present) and the jobs left to do."""
     cache = ResultCache(cache_root)
     done, todo = [], []

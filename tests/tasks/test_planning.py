@@ -150,6 +150,6 @@ def test_a_report_that_cannot_be_written_names_the_folder(tmp_path, monkeypatch)
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report, "write_report", full)
+    monkeypatch.setattr(report.reports, "write_report", full)  # the core writer the task calls
     with pytest.raises(OSError, match=f"report {tmp_path}: no space left on device"):
-        report.write_report_task.fn([], str(tmp_path), {}, str(tmp_path / "history"))
+        report.write_report.fn([], str(tmp_path), {}, str(tmp_path / "history"))

@@ -8,7 +8,7 @@ from segopt_core.pipeline.gate import AccuracyGate
 from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.results import records_to_rows
 from segopt_core.reports import write_report
-from tasks.tracking import log_report, track
+from tasks.tracking import log_report, log_to_mlflow
 
 RUN = {"run_id": "20261124T000000Z-optimize-all-test", "flow": "optimize-all", "flow_run_id": "fr-1",
        "machine_id": "m1"}  # fmt: skip
@@ -79,6 +79,6 @@ def test_parent_and_nested_runs_with_metrics(report, mlflow_uri, tmp_path):
 
 def test_tracking_failure_keeps_results_and_says_so(report, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////proc/no-such-dir/mlflow.db")
-    assert track.fn(report, dict(RUN)) is None
+    assert log_to_mlflow.fn(report, dict(RUN)) is None
     assert "**tracking failed**" in report.summary.read_text()
     assert report.results.exists()
