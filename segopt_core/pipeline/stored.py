@@ -24,12 +24,11 @@ def _checkpoint_paths(cache_root: Path) -> dict[str, str]:
     found = {}
     for path in sorted(cache_root.glob("*.json")):
         try:
-            entry = json.loads(path.read_text())
-        except (OSError, ValueError):
+            record = VariantRecord.from_dict(json.loads(path.read_text())["record"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # not a (whole) record
             continue
-        record = entry.get("record") or {}
-        if record.get("artifact") and record.get("checkpoint"):
-            found[str(Path(record["artifact"]).resolve())] = record["checkpoint"]
+        if record.artifact and record.checkpoint:
+            found[str(Path(record.artifact).resolve())] = record.checkpoint
     return found
 
 

@@ -40,3 +40,15 @@ def test_the_cache_round_trips_records_and_reads_old_entries(tmp_path):
     assert cache.get_record("old") == record
     cache.put("broken", artifact, {"status": "ok"})  # not a whole record: a cache miss, redone
     assert cache.get_record("broken") is None
+
+
+def test_nightly_names_the_source_checkpoint_from_cached_records(tmp_path):
+    from segopt_core.pipeline.stored import _checkpoint_paths
+
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    record = _job().record("ok", artifact=str(artifact))
+    cache = ResultCache(tmp_path / "results")
+    cache.put(record.cache_key, artifact, record)
+    cache.put("broken", artifact, {"status": "ok"})
+    assert _checkpoint_paths(tmp_path / "results") == {str(artifact.resolve()): "zoo/a.safetensors"}
