@@ -13,7 +13,10 @@ import concurrent.futures as cf
 import time
 
 from segopt_core.backends import read_metadata
+from segopt_core.backends.options import VariantOptions
 from segopt_core.backends.source import spec_from_dict
+from segopt_core.pipeline.jobs import CheckpointRef
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.stages import benchmark_record, benchmark_record_isolated
 
 
@@ -25,12 +28,13 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=15)
     args = parser.parse_args()
     meta = read_metadata(args.artifact)
-    record = {"artifact": args.artifact, "variant": meta["slug"], "precision": meta["options"]["precision"],
-              "options": meta["options"], "checkpoint_sha256": meta.get("checkpoint_sha256", "")}  # fmt: skip
     spec = spec_from_dict(meta["spec"])
+    checkpoint = CheckpointRef(args.artifact, spec, meta.get("checkpoint_sha256", ""))
+    options = VariantOptions.from_dict(meta["options"])
+    record = VariantRecord.start(checkpoint, options, status="ok", artifact=args.artifact)
 
     def median_ms(fn) -> float:
-        return fn(record, spec, [args.batch_size], 3, args.iters)["bench_rows"][0]["latency_ms_median"]
+        return fn(record, spec, [args.batch_size], 3, args.iters).bench_rows[0]["latency_ms_median"]
 
     print(f"main thread        {median_ms(benchmark_record):8.2f} ms")
     with cf.ThreadPoolExecutor(1) as pool:

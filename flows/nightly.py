@@ -8,15 +8,16 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.optimize_all import DEFAULT_BATCH_SIZES, device_key, new_run_id, run_meta
-from flows.runners import queued_per_key, runner_from_env, settle
+from flows.optimize_all import benchmark_stage, locals_of, new_run_id, run_meta
+from flows.runners import runner_from_env
+from segopt_core.pipeline.params import NIGHTLY_DEFAULTS as DEFAULTS
+from segopt_core.pipeline.params import NightlyParams
 from segopt_core.pipeline.stored import check_nightly_options
 from segopt_core.reports import RegressionPolicy
 from segopt_core.settings import load_settings
-from tasks.benchmark import benchmark_variant, ensure_device_limit
-from tasks.report import collect_rows, publish_report, write_report_task
+from tasks.report import collect_rows, publish_report, write_report
 from tasks.store import list_artifacts
-from tasks.tracking import track
+from tasks.tracking import log_to_mlflow
 
 
 class RegressionDetected(RuntimeError):
@@ -28,48 +29,38 @@ def nightly_benchmark(
     cells: list[str] | None = None,
     variants: list[str] | None = None,
     batch_sizes: list[int] | None = None,
-    warmup: int = 3,
-    iters: int = 20,
-    window: int = 5,
-    threshold: float = 0.10,
-    fail_on_regression: bool = False,
+    warmup: int = DEFAULTS.warmup,
+    iters: int = DEFAULTS.iters,
+    window: int = DEFAULTS.window,
+    threshold: float = DEFAULTS.threshold,
+    fail_on_regression: bool = DEFAULTS.fail_on_regression,
     work_dir: str | None = None,
     report_dir: str | None = None,
 ) -> str:
     """Re-benchmark every stored artifact, append to the history, flag regressions; returns the report dir.
 
     A row regresses when its median latency exceeds the median of its last `window` runs (same cell,
-    checkpoint, variant, batch size and machine) by more than `threshold` (0.10 = 10 %).
+    checkpoint, variant, batch size and machine) by more than `threshold` (0.10 = 10 %). Defaults:
+    NightlyParams.
     """
     settings = load_settings()
     work = Path(work_dir or settings.work_dir)
     reports = Path(report_dir or settings.reports_dir)
-    batch_sizes = list(batch_sizes or DEFAULT_BATCH_SIZES)
-    check_nightly_options(work / "artifacts", cells, variants, batch_sizes)  # before anything is measured
-    policy = RegressionPolicy(window, threshold)
+    sizes = list(batch_sizes or DEFAULTS.batch_sizes)
+    check_nightly_options(work / "artifacts", cells, variants, sizes)  # before anything is measured
+    params = NightlyParams(**locals_of(nightly_benchmark, locals()))
+    policy = RegressionPolicy(params.window, params.threshold)
     meta = run_meta("nightly-benchmark", dict(flow_run.parameters))
 
-    stored = list_artifacts(str(work / "artifacts"), str(work / "results"), cells, variants)
+    stored = list_artifacts(str(work / "artifacts"), str(work / "results"), params.cells, params.variants)
     if not stored:
         meta["notes"].append(f"no stored artifact under {work / 'artifacts'}: run optimize-all first")
-    for key in sorted({device_key(record) for record, _ in stored}):
-        ensure_device_limit(key)
-    futures = queued_per_key(
-        lambda item, after: benchmark_variant.submit(
-            item[0], item[1], batch_sizes, warmup, iters, device_key(item[0]), wait_for=after
-        ),
-        stored,
-        lambda item: device_key(item[0]),
-    )
-    records = [
-        rec or {**r, "status": "failed", "error": err}
-        for (r, _), (rec, err) in zip(stored, settle(futures), strict=True)
-    ]
+    records = benchmark_stage(stored, params)
 
     rows = collect_rows(records, meta, 0.97)  # no accuracy in nightly runs: the gate is idle
-    report = write_report_task(rows, str(reports), meta, str(reports / "history"), policy)
-    track(report, meta)
+    report = write_report(rows, str(reports), meta, str(reports / "history"), policy)
+    log_to_mlflow(report, meta)
     publish_report(report, "nightly-benchmark")
-    if fail_on_regression and report.regressions:
+    if params.fail_on_regression and report.regressions:
         raise RegressionDetected(f"{report.regressions} benchmark row(s) regressed; see {report.summary}")
     return str(report.dir)

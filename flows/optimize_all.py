@@ -1,10 +1,16 @@
 """Flow `optimize-all`: discover → build variants (parallel) → benchmark (one per device) → evaluate → gate →
-report → MLflow."""
+report → MLflow.
+
+The flow body is the diagram: start_run → plan_variants → build_stage → benchmark_stage → evaluate_stage →
+report_stage, each stage a plain function over VariantRecords that submits the Prefect tasks of `tasks/`
+(nightly-benchmark reuses benchmark_stage)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -12,25 +18,37 @@ from prefect import flow, unmapped
 from prefect.runtime import flow_run
 
 from flows.runners import queued_per_key, runner_from_env, settle
+from segopt_core.backends.options import VariantOptions
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
 from segopt_core.benchmark.fingerprint import machine_summary
-from segopt_core.pipeline.jobs import check_run_options, default_sources, ensure_demo_zoo, is_empty, plan_jobs
+from segopt_core.pipeline.jobs import (
+    VariantJob,
+    check_run_options,
+    default_sources,
+    ensure_demo_zoo,
+    is_empty,
+    plan_jobs,
+)
+from segopt_core.pipeline.params import OPTIMIZE_ALL_DEFAULTS as DEFAULTS
+from segopt_core.pipeline.params import BenchmarkParams, OptimizeAllParams
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.results import machine_id
+from segopt_core.pipeline.stages import EvalSource
 from segopt_core.settings import load_settings
+from segopt_core.variants import VariantSpec
 from tasks.benchmark import benchmark_variant, ensure_device_limit
-from tasks.discover import discover_checkpoints, load_cached
-from tasks.evaluate import evaluate_variant, sample_source
+from tasks.discover import discover_checkpoints, load_cached_results
+from tasks.evaluate import evaluate_variant, prepare_samples
 from tasks.optimize import build_variant
-from tasks.report import collect_rows, publish_report, write_report_task
-from tasks.tracking import track
+from tasks.report import collect_rows, publish_report, write_report
+from tasks.tracking import log_to_mlflow
 
-DEFAULT_BATCH_SIZES = (1, 4, 8)
 RUN_ID = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]+-[0-9a-z]{1,8}")
 
 
-def device_key(record: dict) -> str:
+def device_key(record: VariantRecord) -> str:
     """The concurrency-limit name of the device a variant runs on."""
-    return device_concurrency_key((record.get("options") or {}).get("device", "cpu"))
+    return device_concurrency_key(record.device)
 
 
 def new_run_id(flow_name: str | None = None) -> str:
@@ -41,6 +59,12 @@ def new_run_id(flow_name: str | None = None) -> str:
     suffix = (flow_run.get_id() or "local")[:8]
     flow_name = flow_name or flow_run.get_flow_name() or "flow"
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{flow_name}-{suffix}"
+
+
+def locals_of(flow_fn, values: dict) -> dict:
+    """A flow's arguments from its `locals()` (taken first thing in its body), by parameter name."""
+    names = inspect.signature(flow_fn.fn if hasattr(flow_fn, "fn") else flow_fn).parameters
+    return {name: values[name] for name in names}
 
 
 def current_run_id(flow_name: str) -> str:
@@ -74,14 +98,14 @@ def optimize_all(
     variants: list[str] | None = None,
     batch_sizes: list[int] | None = None,
     data_dir: str | None = None,
-    limit: int | None = 8,
-    warmup: int = 3,
-    iters: int = 20,
-    min_miou_ratio: float = 0.97,
+    limit: int | None = DEFAULTS.limit,
+    warmup: int = DEFAULTS.warmup,
+    iters: int = DEFAULTS.iters,
+    min_miou_ratio: float = DEFAULTS.min_miou_ratio,
     work_dir: str | None = None,
     report_dir: str | None = None,
-    demo_zoo_if_empty: bool = False,
-    log_models: bool = False,
+    demo_zoo_if_empty: bool = DEFAULTS.demo_zoo_if_empty,
+    log_models: bool = DEFAULTS.log_models,
 ) -> str:
     """Optimize, benchmark, verify and report every checkpoint under `paths`; returns the report folder.
 
@@ -90,68 +114,121 @@ def optimize_all(
     backends/precisions: filters of the machine's default variants; variants: exact slugs
     (e.g. onnxruntime-fp32); data_dir: labelled validation set (else label-free agreement with fp32 on
     synthetic samples); limit: evaluation images; min_miou_ratio: the accuracy gate;
-    demo_zoo_if_empty: write the tiny demo zoo when `paths` hold nothing.
+    demo_zoo_if_empty: write the tiny demo zoo when `paths` hold nothing. Defaults: OptimizeAllParams.
     """
-    batch_sizes = list(batch_sizes or DEFAULT_BATCH_SIZES)
     # a mistyped option fails here, before anything is discovered or built
-    options = check_run_options(cells, backends, precisions, variants, batch_sizes, torch.cuda.is_available())
+    sizes = list(batch_sizes or DEFAULTS.batch_sizes)
+    options = check_run_options(cells, backends, precisions, variants, sizes, torch.cuda.is_available())
+    run = start_run(OptimizeAllParams(**locals_of(optimize_all, locals())))
+    plan = plan_variants(run, options)
+    built = build_stage(plan, run)
+    benched = benchmark_stage(plan.with_specs(built), run.params, run.results)
+    evaluated = evaluate_stage(plan.with_specs(benched), plan.source, run.results)
+    return report_stage(plan.cached + evaluated, run)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One optimize-all run: its parameters (sources resolved), folders and report metadata."""
+
+    params: OptimizeAllParams
+    work: Path
+    reports: Path
+    meta: dict
+
+    @property
+    def results(self) -> str:
+        """The result cache (resume)."""
+        return str(self.work / "results")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run builds: every job, the records an earlier run finished, the jobs left, the eval source."""
+
+    jobs: list[VariantJob]
+    cached: list[VariantRecord]
+    todo: list[VariantJob]
+    source: EvalSource
+
+    def with_specs(self, records: list[VariantRecord]) -> list[tuple[VariantRecord, VariantSpec]]:
+        """Each record with its checkpoint's cell."""
+        spec_of = {job.key: job.checkpoint.spec for job in self.jobs}
+        return [(record, spec_of[record.cache_key]) for record in records]
+
+
+def start_run(params: OptimizeAllParams) -> Run:
+    """Resolve the folders and the default sources (the demo's B0 or zoo), write the demo zoo if asked."""
     settings = load_settings()
-    work = Path(work_dir or settings.work_dir)
-    reports = Path(report_dir or settings.reports_dir)
-    if not paths:  # the demo's trained B0 (and its labelled set) when `segopt demo` ran, else the zoo
+    work = Path(params.work_dir or settings.work_dir)
+    reports = Path(params.report_dir or settings.reports_dir)
+    if not params.paths:  # the demo's trained B0 (and its labelled set) when `segopt demo` ran, else the zoo
         paths, demo_data = default_sources(work)
-        data_dir = data_dir or demo_data
+        params = params.model_copy(update={"paths": paths, "data_dir": params.data_dir or demo_data})
     meta = run_meta("optimize-all", dict(flow_run.parameters))
-    if demo_zoo_if_empty and is_empty(paths):
-        ensure_demo_zoo(paths[0])
-        meta["notes"].append(f"{paths[0]} was empty: wrote the tiny demo zoo there")
+    if params.demo_zoo_if_empty and is_empty(params.paths):
+        ensure_demo_zoo(params.paths[0])
+        meta["notes"].append(f"{params.paths[0]} was empty: wrote the tiny demo zoo there")
+    return Run(params, work, reports, meta)
 
-    checkpoints, rejected = discover_checkpoints(paths, cells)
-    meta["notes"] += [f"not a checkpoint: `{r['path']}`: {r['reason']}" for r in rejected]
-    meta["notes"] += [f"`{c.path}`: {conflict}" for c in checkpoints for conflict in c.conflicts]
-    settings_key = {"batch_sizes": batch_sizes, "warmup": warmup, "iters": iters, "data_dir": data_dir,
-                    "limit": limit}  # fmt: skip
-    jobs = plan_jobs(checkpoints, options, settings_key)
-    cached, todo = load_cached(jobs, str(work / "results"))
-    source = sample_source(str(work), [c.spec for c in checkpoints], data_dir, limit)
-    spec_of = {job.key: job.checkpoint.spec for job in jobs}
 
-    # 1. build every variant in parallel (threads or Dask)
-    built = settle(build_variant.map(todo, unmapped(str(work / "artifacts")), unmapped(source)))
-    records = [rec or job.record("failed", error=err) for job, (rec, err) in zip(todo, built, strict=True)]
+def plan_variants(run: Run, options: list[VariantOptions]) -> Plan:
+    """Discover the checkpoints, one job per checkpoint × variant, split into cached and to-do."""
+    params = run.params
+    checkpoints, rejected = discover_checkpoints(params.paths, params.cells)
+    run.meta["notes"] += [f"not a checkpoint: `{r['path']}`: {r['reason']}" for r in rejected]
+    run.meta["notes"] += [f"`{c.path}`: {conflict}" for c in checkpoints for conflict in c.conflicts]
+    jobs = plan_jobs(checkpoints, options, params.cache_settings())
+    cached, todo = load_cached_results(jobs, run.results)
+    source = prepare_samples(str(run.work), [c.spec for c in checkpoints], params.data_dir, params.limit)
+    return Plan(jobs, cached, todo, source)
 
-    # 2. benchmark, one at a time per device: nothing else runs during a measurement
-    ready = [r for r in records if r["status"] == "ok"]
-    for key in sorted({device_key(r) for r in ready}):
+
+def build_stage(plan: Plan, run: Run) -> list[VariantRecord]:
+    """Build (or reuse) every variant left to do, in parallel (threads or Dask)."""
+    built = settle(build_variant.map(plan.todo, unmapped(str(run.work / "artifacts")), unmapped(plan.source)))
+    return [rec or job.record("failed", error=err) for job, (rec, err) in zip(plan.todo, built, strict=True)]
+
+
+def benchmark_stage(
+    items: list[tuple[VariantRecord, VariantSpec]], params: BenchmarkParams, cache_root: str | None = None
+) -> list[VariantRecord]:
+    """Benchmark the built variants, one at a time per device (nothing else runs during a measurement);
+    the others pass through."""
+    ready = [(record, spec) for record, spec in items if record.ok]
+    for key in sorted({device_key(record) for record, _ in ready}):
         ensure_device_limit(key)
-    bench_futures = queued_per_key(
-        lambda r, after: benchmark_variant.submit(
-            r, spec_of[r["cache_key"]], batch_sizes, warmup, iters, device_key(r), str(work / "results"),
-            wait_for=after,
+    futures = queued_per_key(
+        lambda item, after: benchmark_variant.submit(
+            item[0], item[1], params.batch_sizes, params.warmup, params.iters, device_key(item[0]),
+            cache_root, wait_for=after,
         ),
         ready,
-        device_key,
+        lambda item: device_key(item[0]),
     )  # fmt: skip
-    benched = [
-        rec or {**r, "status": "failed", "error": err}
-        for r, (rec, err) in zip(ready, settle(bench_futures), strict=True)
-    ]
+    benched = [rec or r.failed(err) for (r, _), (rec, err) in zip(ready, settle(futures), strict=True)]
+    return [record for record, _ in items if not record.ok] + benched
 
-    # 3. accuracy vs fp32 (labels or agreement), then cache the finished record
-    measured = [r for r in benched if r["status"] == "ok"]
-    eval_futures = [
-        evaluate_variant.submit(r, spec_of[r["cache_key"]], source, str(work / "results")) for r in measured
-    ]
+
+def evaluate_stage(
+    items: list[tuple[VariantRecord, VariantSpec]], source: EvalSource, cache_root: str
+) -> list[VariantRecord]:
+    """Accuracy vs fp32 (labels or agreement) of the measured variants, each cached once finished; the
+    others pass through."""
+    measured = [(record, spec) for record, spec in items if record.ok]
+    futures = [evaluate_variant.submit(record, spec, source, cache_root) for record, spec in measured]
     evaluated = [
-        rec or {**r, "accuracy": {"error": err}}
-        for r, (rec, err) in zip(measured, settle(eval_futures), strict=True)
+        rec or replace(r, accuracy={"error": err})
+        for (r, _), (rec, err) in zip(measured, settle(futures), strict=True)
     ]
+    return [record for record, _ in items if not record.ok] + evaluated
 
-    failed = [r for r in records + benched if r["status"] != "ok"]
-    all_records = cached + evaluated + failed
-    rows = collect_rows(all_records, meta, min_miou_ratio)
-    report = write_report_task(rows, str(reports), meta, str(reports / "history"))
-    track(report, meta, log_models)
+
+def report_stage(records: list[VariantRecord], run: Run) -> str:
+    """Rows with the gate applied, the report on disk, MLflow, the Prefect artifacts; the report folder."""
+    rows = collect_rows(records, run.meta, run.params.min_miou_ratio)
+    report = write_report(rows, str(run.reports), run.meta, str(run.reports / "history"))
+    log_to_mlflow(report, run.meta, run.params.log_models)
     publish_report(report, "optimize-all")
     if not any(row["status"] == "ok" for row in rows):
         raise RuntimeError(f"optimize-all: no variant succeeded; see {report.summary}")

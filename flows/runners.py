@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from prefect import allow_failure
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from segopt_core.settings import load_settings
 
 TASK_RUNNERS = ("threads", "dask")
 Item = TypeVar("Item")
@@ -33,10 +34,9 @@ def make_task_runner(
 
 
 def runner_from_env() -> TaskRunner:
-    """The task runner named by SEGOPT_TASK_RUNNER / SEGOPT_DASK_ADDRESS (deployments set these)."""
-    return make_task_runner(
-        os.environ.get("SEGOPT_TASK_RUNNER", "threads"), os.environ.get("SEGOPT_DASK_ADDRESS")
-    )
+    """The task runner of SegoptSettings: SEGOPT_TASK_RUNNER / SEGOPT_DASK_ADDRESS (deployments set these)."""
+    settings = load_settings()
+    return make_task_runner(settings.task_runner, settings.dask_address)
 
 
 def _describe(state: Any) -> str:

@@ -11,8 +11,15 @@ from pathlib import Path
 import typer
 
 from segopt_cli.common import fail, parse_batch_sizes, split_list
+from segopt_core.pipeline.params import NIGHTLY_DEFAULTS as NIGHTLY
+from segopt_core.pipeline.params import OPTIMIZE_ALL_DEFAULTS as OPTIMIZE_ALL
+from segopt_core.pipeline.params import NightlyParams, OptimizeAllParams
 
-RUNNER_HELP = "threads (local thread pool) | dask (local cluster on 127.0.0.1, or --dask-address)"
+RUNNER_HELP = (
+    "threads (local thread pool) | dask (local cluster on 127.0.0.1, or --dask-address); "
+    "default SEGOPT_TASK_RUNNER, else threads"
+)
+DASK_HELP = "Dask scheduler, e.g. tcp://HOST:8786 (default SEGOPT_DASK_ADDRESS)."
 
 
 def _check_data(data: Path, limit: int | None) -> None:
@@ -26,13 +33,19 @@ def _check_data(data: Path, limit: int | None) -> None:
         fail(str(err))
 
 
-def _run(flow, task_runner: str, dask_address: str | None, **params) -> None:
-    """Run a flow with the chosen task runner; exit 1 with the reason when it fails."""
+def _sizes(batch_sizes: list[int]) -> str:
+    return ",".join(map(str, batch_sizes))
+
+
+def _run(flow, task_runner: str | None, dask_address: str | None, **params) -> None:
+    """Run a flow with the chosen task runner (default: the settings'); exit 1 with the reason on failure."""
     from flows.lifecycle import prepare_ad_hoc_run
     from flows.runners import make_task_runner
+    from segopt_core.settings import load_settings
 
+    settings = load_settings()
     try:
-        runner = make_task_runner(task_runner, dask_address)
+        runner = make_task_runner(task_runner or settings.task_runner, dask_address or settings.dask_address)
     except ValueError as exc:
         fail(str(exc))
     prepare_ad_hoc_run(flow.name)  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
@@ -55,14 +68,18 @@ def optimize_all_command(
     variants: list[str] = typer.Option(
         None, "--variants", help="Exact variant names, e.g. onnxruntime-fp32."
     ),
-    batch_sizes: str = typer.Option("1,4,8", "--batch-sizes", help="Comma-separated batch sizes."),
+    batch_sizes: str = typer.Option(
+        _sizes(OPTIMIZE_ALL.batch_sizes), "--batch-sizes", help="Comma-separated batch sizes."
+    ),
     data: Path = typer.Option(None, "--data", help="Labelled validation set (else agreement with fp32)."),
-    limit: int = typer.Option(8, "--limit", help="Evaluation images per variant."),
-    warmup: int = typer.Option(3, "--warmup", help="Warm-up calls per batch size."),
-    iters: int = typer.Option(20, "--iters", help="Timed calls per batch size."),
-    min_miou_ratio: float = typer.Option(0.97, "--min-miou-ratio", help="Accuracy gate: mIoU / fp32 mIoU."),
-    task_runner: str = typer.Option("threads", "--task-runner", help=RUNNER_HELP),
-    dask_address: str = typer.Option(None, "--dask-address", help="Dask scheduler, e.g. tcp://HOST:8786."),
+    limit: int = typer.Option(OPTIMIZE_ALL.limit, "--limit", help="Evaluation images per variant."),
+    warmup: int = typer.Option(OPTIMIZE_ALL.warmup, "--warmup", help="Warm-up calls per batch size."),
+    iters: int = typer.Option(OPTIMIZE_ALL.iters, "--iters", help="Timed calls per batch size."),
+    min_miou_ratio: float = typer.Option(
+        OPTIMIZE_ALL.min_miou_ratio, "--min-miou-ratio", help="Accuracy gate: mIoU / fp32 mIoU."
+    ),
+    task_runner: str = typer.Option(None, "--task-runner", help=RUNNER_HELP),
+    dask_address: str = typer.Option(None, "--dask-address", help=DASK_HELP),
     work_dir: Path = typer.Option(None, "--work-dir", help="Artifacts, result cache (default segopt-work)."),
     report_dir: Path = typer.Option(None, "--report-dir", help="Reports and history (default reports)."),
     demo_zoo: bool = typer.Option(False, "--demo-zoo", help="Write the tiny demo zoo if PATHS are empty."),
@@ -80,14 +97,14 @@ def optimize_all_command(
         _check_data(data, limit)
     from flows.optimize_all import optimize_all
 
-    _run(
-        optimize_all, task_runner, dask_address,
+    params = OptimizeAllParams(
         paths=[str(p) for p in paths] if paths else None, cells=cells, backends=backends,
         precisions=precisions, variants=variants, batch_sizes=sizes,
         data_dir=str(data) if data else None, limit=limit, warmup=warmup, iters=iters,
         min_miou_ratio=min_miou_ratio, work_dir=str(work_dir) if work_dir else None,
         report_dir=str(report_dir) if report_dir else None, demo_zoo_if_empty=demo_zoo, log_models=log_models,
     )  # fmt: skip
+    _run(optimize_all, task_runner, dask_address, **params.model_dump())
 
 
 def nightly_benchmark_command(
@@ -95,14 +112,22 @@ def nightly_benchmark_command(
     variants: list[str] = typer.Option(
         None, "--variants", help="Exact variant names, e.g. onnxruntime-fp32."
     ),
-    batch_sizes: str = typer.Option("1,4,8", "--batch-sizes", help="Comma-separated batch sizes."),
-    warmup: int = typer.Option(3, "--warmup", help="Warm-up calls per batch size."),
-    iters: int = typer.Option(20, "--iters", help="Timed calls per batch size."),
-    window: int = typer.Option(5, "--window", help="Previous runs the baseline median is taken over."),
-    threshold: float = typer.Option(0.10, "--threshold", help="Latency increase flagged as regression."),
-    fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 1 on a regression."),
-    task_runner: str = typer.Option("threads", "--task-runner", help=RUNNER_HELP),
-    dask_address: str = typer.Option(None, "--dask-address", help="Dask scheduler, e.g. tcp://HOST:8786."),
+    batch_sizes: str = typer.Option(
+        _sizes(NIGHTLY.batch_sizes), "--batch-sizes", help="Comma-separated batch sizes."
+    ),
+    warmup: int = typer.Option(NIGHTLY.warmup, "--warmup", help="Warm-up calls per batch size."),
+    iters: int = typer.Option(NIGHTLY.iters, "--iters", help="Timed calls per batch size."),
+    window: int = typer.Option(
+        NIGHTLY.window, "--window", help="Previous runs the baseline median is taken over."
+    ),
+    threshold: float = typer.Option(
+        NIGHTLY.threshold, "--threshold", help="Latency increase flagged as regression."
+    ),
+    fail_on_regression: bool = typer.Option(
+        NIGHTLY.fail_on_regression, "--fail-on-regression", help="Exit 1 on a regression."
+    ),
+    task_runner: str = typer.Option(None, "--task-runner", help=RUNNER_HELP),
+    dask_address: str = typer.Option(None, "--dask-address", help=DASK_HELP),
     work_dir: Path = typer.Option(None, "--work-dir", help="Where optimize-all stored artifacts."),
     report_dir: Path = typer.Option(None, "--report-dir", help="Reports and history (default reports)."),
 ) -> None:
@@ -114,12 +139,12 @@ def nightly_benchmark_command(
     check_nightly_options((work_dir or load_settings().work_dir) / "artifacts", cells, variants, sizes)
     from flows.nightly import nightly_benchmark
 
-    _run(
-        nightly_benchmark, task_runner, dask_address,
+    params = NightlyParams(
         cells=cells, variants=variants, batch_sizes=sizes, warmup=warmup,
         iters=iters, window=window, threshold=threshold, fail_on_regression=fail_on_regression,
         work_dir=str(work_dir) if work_dir else None, report_dir=str(report_dir) if report_dir else None,
     )  # fmt: skip
+    _run(nightly_benchmark, task_runner, dask_address, **params.model_dump())
 
 
 def register(app: typer.Typer) -> None:

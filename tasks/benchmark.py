@@ -12,6 +12,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.concurrency.sync import concurrency
 
 from segopt_core.benchmark import device_lock
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.stages import benchmark_record_isolated, recall_stage, remember
 from segopt_core.variants import VariantSpec
 
@@ -84,16 +85,16 @@ def device_slot(device: str, key: str, log) -> Iterator[None]:
             _held.discard(key)
 
 
-@task(name="benchmark-variant", task_run_name="benchmark {record[variant]} · {spec.name}")
+@task(name="benchmark-variant", task_run_name="benchmark {record.variant} · {spec.name}")
 def benchmark_variant(
-    record: dict,
+    record: VariantRecord,
     spec: VariantSpec,
     batch_sizes: list[int],
     warmup: int,
     iters: int,
     device_key: str,
     cache_root: str | None = None,
-) -> dict:
+) -> VariantRecord:
     """The record with benchmark rows; holds the device's slot so no other benchmark runs meanwhile.
 
     The file lock covers every run on this machine (whatever Prefect API it uses) and is taken first; the
@@ -101,12 +102,11 @@ def benchmark_variant(
     reclaimed (`reclaim_stale_slots`). The measurement runs in its own process (`benchmark_record_isolated`).
     With `cache_root`, a finished measurement is stored at once and reused by a re-run (resume).
     """
-    device = (record.get("options") or {}).get("device", "cpu")
     log = get_run_logger()
     if cache_root and (done := recall_stage(record, cache_root, "benchmark")) is not None:
-        log.info(f"{record['variant']}: reusing the benchmark an earlier run finished")
+        log.info(f"{record.variant}: reusing the benchmark an earlier run finished")
         return done
-    with device_slot(device, device_key, log):
-        log.info(f"benchmarking {record['variant']} (pid {os.getpid()} holds the device)")
+    with device_slot(record.device, device_key, log):
+        log.info(f"benchmarking {record.variant} (pid {os.getpid()} holds the device)")
         result = benchmark_record_isolated(record, spec, batch_sizes, warmup, iters)
     return remember(result, cache_root, stage="benchmark") if cache_root else result

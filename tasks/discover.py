@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prefect import get_run_logger, task
 
 from segopt_core.pipeline.cache import ResultCache
 from segopt_core.pipeline.jobs import CheckpointRef, VariantJob, find_checkpoints
+from segopt_core.pipeline.record import VariantRecord
 
 
 @task(name="discover-checkpoints", task_run_name="discover-checkpoints")
@@ -23,14 +26,16 @@ def discover_checkpoints(
 
 
 @task(name="load-cached-results", task_run_name="load-cached-results")
-def load_cached(jobs: list[VariantJob], cache_root: str) -> tuple[list[dict], list[VariantJob]]:
+def load_cached_results(
+    jobs: list[VariantJob], cache_root: str
+) -> tuple[list[VariantRecord], list[VariantJob]]:
     """Records of jobs finished by an earlier run (artifact still present) and the jobs left to do."""
     cache = ResultCache(cache_root)
     done, todo = [], []
     for job in jobs:
-        record = cache.get(job.key)
+        record = cache.get_record(job.key)
         if record is None:
             todo.append(job)
         else:
-            done.append({**record, "reused": True})
+            done.append(replace(record, reused=True))
     return done, todo

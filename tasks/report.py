@@ -5,21 +5,23 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from segopt_core import reports
 from segopt_core.atomic import is_disk_full
 from segopt_core.pipeline.gate import AccuracyGate
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.results import records_to_rows
-from segopt_core.reports import RegressionPolicy, Report, read_results, write_report
+from segopt_core.reports import RegressionPolicy, Report, read_results
 from segopt_core.reports.markdown import artifact_markdown, results_table
 
 
 @task(name="collect-rows", task_run_name="collect-rows")
-def collect_rows(records: list[dict], run: dict, min_miou_ratio: float) -> list[dict]:
+def collect_rows(records: list[VariantRecord], run: dict, min_miou_ratio: float) -> list[dict]:
     """One result row per variant × batch size, with speedups and the accuracy gate applied."""
     return records_to_rows(records, run, AccuracyGate(min_miou_ratio))
 
 
 @task(name="write-report", task_run_name="write-report")
-def write_report_task(
+def write_report(
     rows: list[dict],
     report_root: str,
     meta: dict,
@@ -28,7 +30,7 @@ def write_report_task(
 ) -> Report:
     """results.parquet, plots and summary.md under report_root/<run_id>/, plus the history entry."""
     try:
-        return write_report(rows, report_root, meta, history_root, regression)
+        return reports.write_report(rows, report_root, meta, history_root, regression)
     except OSError as exc:
         if not is_disk_full(exc):
             raise

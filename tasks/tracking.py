@@ -298,7 +298,7 @@ def _warn(message: str) -> None:
 
 
 @task(name="log-to-mlflow", task_run_name="log-to-mlflow")
-def track(report: Report, meta: dict, log_models: bool = False) -> str | None:
+def log_to_mlflow(report: Report, meta: dict, log_models: bool = False) -> str | None:
     """Log the report to MLflow; on failure, say so in summary.md and go on (results stay in Parquet)."""
     try:
         return log_report(report, meta, log_models)

@@ -11,13 +11,13 @@ from segopt_core.train import TrainConfig, TrainResult, cell_for_data, load_conf
 from tasks.logs import run_logger
 
 
-@task(name="train-config")
+@task(name="prepare-config")
 def prepare_config(config_file: str | None, preset: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """The validated recipe: preset, then the YAML file, then explicit overrides."""
     return load_config(config_file, preset_name=preset, **overrides)
 
 
-@task(name="train-segformer")
+@task(name="train-model")
 def train_model(
     data_dir: str,
     cell: str | None,

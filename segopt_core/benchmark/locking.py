@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,8 +29,10 @@ def device_concurrency_key(device: str) -> str:
 
 
 def default_lock_dir() -> Path:
-    """Folder of the device lock files: $SEGOPT_LOCK_DIR or <tmp>/segopt-locks."""
-    return Path(os.environ.get("SEGOPT_LOCK_DIR") or Path(tempfile.gettempdir()) / "segopt-locks")
+    """Folder of the device lock files: SegoptSettings.lock_dir ($SEGOPT_LOCK_DIR) or <tmp>/segopt-locks."""
+    from segopt_core.settings import load_settings
+
+    return load_settings().device_lock_dir
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from segopt_core.atomic import write_json_atomic
+from segopt_core.pipeline.record import VariantRecord
 
 # Kept only for reports/plots.py, which still imports it from here (reports -> pipeline is the one import
 # cycle left, allowed in tests/test_layering.py); new code imports segopt_core.atomic.
@@ -53,9 +54,24 @@ class ResultCache:
             return None
         return entry["record"]
 
+    def get_record(
+        self, key: str, stage: str | None = None, artifact: str | Path | None = None
+    ) -> VariantRecord | None:
+        """`get` as a VariantRecord; an entry that is not a whole record counts as a miss (None)."""
+        data = self.get(key, stage, artifact)
+        try:
+            return None if data is None else VariantRecord.from_dict(data)
+        except (TypeError, ValueError, AttributeError):  # written by an incompatible version: redo it
+            return None
+
     def put(
-        self, key: str, artifact: str | Path, record: Mapping[str, Any], stage: str | None = None
+        self,
+        key: str,
+        artifact: str | Path,
+        record: VariantRecord | Mapping[str, Any],
+        stage: str | None = None,
     ) -> Path:
         """Store the record of a completed variant, or of a finished stage (atomic)."""
-        payload = {"key": key, "artifact": str(artifact), "record": record}
+        plain = record.to_dict() if isinstance(record, VariantRecord) else dict(record)
+        payload = {"key": key, "artifact": str(artifact), "record": plain}
         return write_json_atomic(self.path(key, stage), payload)

@@ -12,6 +12,7 @@ from typing import Any
 from segopt_core.backends.options import BACKENDS, PRECISIONS, SUPPORTED, VariantOptions, default_variants
 from segopt_core.errors import OptionError
 from segopt_core.pipeline.cache import cache_key
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.variants import CELLS, DATASETS, ENCODERS, VariantSpec
 
 REFERENCE_VARIANT = VariantOptions("torch", "fp32")  # the eager fp32 model every variant is compared with
@@ -47,22 +48,13 @@ class VariantJob:
         """The variant's slug."""
         return self.options.slug
 
-    def record(self, status: str, error: str = "", artifact: str = "", **extra: Any) -> dict[str, Any]:
-        """A JSON-able record of this job's outcome (the unit the result cache stores)."""
-        return {
-            "checkpoint": self.checkpoint.path,
-            "checkpoint_sha256": self.checkpoint.sha256,
-            "cell": self.checkpoint.cell,
-            "backend": self.options.backend,
-            "precision": self.options.precision,
-            "variant": self.variant,
-            "options": self.options.to_dict(),
-            "cache_key": self.key,
-            "artifact": artifact,
-            "status": status,
-            "error": error,
-            **extra,
-        }
+    def record(
+        self, status: str = "planned", error: str = "", artifact: str = "", **extra: Any
+    ) -> VariantRecord:
+        """This job's record (the unit the stages pass on and the result cache stores)."""
+        return VariantRecord.start(
+            self.checkpoint, self.options, self.key, status=status, error=error, artifact=artifact, **extra
+        )
 
 
 def check_names(what: str, given: Iterable[str] | None, valid: Iterable[str]) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from segopt_core.pipeline.gate import AccuracyGate
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.reports.schema import COLUMN_NAMES, result_row
 
 REFERENCE = "torch-fp32"  # every speedup and accuracy ratio is relative to eager PyTorch fp32 (unfolded)
@@ -29,21 +30,21 @@ def machine_id(fingerprint: Mapping[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def _is_reference(record: Mapping[str, Any]) -> bool:
-    return record.get("variant") == REFERENCE and record.get("status") == "ok"
+def _is_reference(record: VariantRecord) -> bool:
+    return record.variant == REFERENCE and record.ok
 
 
-def _references(records: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+def _references(records: Iterable[VariantRecord]) -> dict[str, VariantRecord]:
     """The torch fp32 record of each checkpoint, by checkpoint sha256."""
-    refs: dict[str, Mapping[str, Any]] = {}
+    refs: dict[str, VariantRecord] = {}
     for record in records:
         if _is_reference(record):
-            refs.setdefault(record["checkpoint_sha256"], record)
+            refs.setdefault(record.checkpoint_sha256, record)
     return refs
 
 
 def accuracy_columns(
-    accuracy: Mapping[str, Any] | None, reference: Mapping[str, Any] | None, gate: AccuracyGate
+    accuracy: Mapping[str, Any] | None, reference: VariantRecord | None, gate: AccuracyGate
 ) -> dict[str, Any]:
     """The accuracy columns of a variant: ratio to fp32, per-class IoU deltas and the gate's verdict."""
     if not accuracy:
@@ -57,8 +58,8 @@ def accuracy_columns(
     ratio = None
     if mode == "agreement":
         ratio = accuracy.get("miou_vs_reference")
-    elif mode == "labels" and reference:
-        ref = reference["accuracy"]
+    elif mode == "labels" and reference and reference.accuracy:
+        ref = reference.accuracy
         cols["miou_reference"] = ref["miou"]
         ratio = accuracy["miou"] / ref["miou"] if ref["miou"] else None
         mine, theirs = accuracy.get("per_class_iou") or {}, ref.get("per_class_iou") or {}
@@ -72,36 +73,36 @@ def accuracy_columns(
 
 
 def record_rows(
-    record: Mapping[str, Any],
+    record: VariantRecord,
     run: Mapping[str, Any],
-    reference: Mapping[str, Any] | None,
+    reference: VariantRecord | None,
     gate: AccuracyGate,
 ) -> list[dict[str, Any]]:
     """Result rows of one variant record: one per benchmarked batch size, or one status row if none."""
     base = {
         **{k: v for k, v in run.items() if k in COLUMN_NAMES},
-        "checkpoint": record["checkpoint"],
-        "checkpoint_sha256": record.get("checkpoint_sha256") or "",
-        "model": record.get("cell") or "",
-        "backend": record["backend"],
-        "precision": record["precision"],
-        "variant": record["variant"],
-        "options": json.dumps(record.get("options") or {}, sort_keys=True),
-        "cache_key": record.get("cache_key") or "",
-        "artifact": record.get("artifact") or "",
-        "reused": bool(record.get("reused")),
-        **{k: record.get(k) for k in _TIMING_KEYS},
-        "status": record["status"],
-        "error": record.get("error") or "",
+        "checkpoint": record.checkpoint,
+        "checkpoint_sha256": record.checkpoint_sha256,
+        "model": record.cell,
+        "backend": record.backend,
+        "precision": record.precision,
+        "variant": record.variant,
+        "options": json.dumps(record.options, sort_keys=True),
+        "cache_key": record.cache_key,
+        "artifact": record.artifact,
+        "reused": record.reused,
+        **{k: getattr(record, k) for k in _TIMING_KEYS},
+        "status": record.status,
+        "error": record.error,
     }
-    if record["status"] != "ok":
+    if not record.ok:
         return [result_row(**base)]
-    if (record.get("accuracy") or {}).get("error"):  # measured but not verified: not a usable variant
-        base["status"], base["error"] = "failed", f"evaluation failed: {record['accuracy']['error']}"
-    accuracy = accuracy_columns(record.get("accuracy"), reference, gate)
-    ref_speed = {r["batch_size"]: r.get("throughput_ips") for r in (reference or {}).get("bench_rows", [])}
+    if (record.accuracy or {}).get("error"):  # measured but not verified: not a usable variant
+        base["status"], base["error"] = "failed", f"evaluation failed: {record.accuracy['error']}"
+    accuracy = accuracy_columns(record.accuracy, reference, gate)
+    ref_speed = {r["batch_size"]: r.get("throughput_ips") for r in reference.bench_rows} if reference else {}
     rows = []
-    for bench in record["bench_rows"]:
+    for bench in record.bench_rows:
         values = {k: v for k, v in bench.items() if k in COLUMN_NAMES}
         values.update(base)
         values.update(accuracy)
@@ -124,11 +125,11 @@ def speedup_columns(bench: Mapping[str, Any], reference_throughput: float | None
 
 
 def records_to_rows(
-    records: list[Mapping[str, Any]], run: Mapping[str, Any], gate: AccuracyGate
+    records: list[VariantRecord], run: Mapping[str, Any], gate: AccuracyGate
 ) -> list[dict[str, Any]]:
     """All result rows of a flow run, in a stable order (checkpoint, variant, batch size)."""
     refs = _references(records)
     rows = []
-    for record in sorted(records, key=lambda r: (r["checkpoint"], r["variant"])):
-        rows += record_rows(record, run, refs.get(record.get("checkpoint_sha256") or ""), gate)
+    for record in sorted(records, key=lambda r: (r.checkpoint, r.variant)):
+        rows += record_rows(record, run, refs.get(record.checkpoint_sha256), gate)
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -22,6 +23,7 @@ import numpy as np
 from segopt_core.atomic import is_disk_full
 from segopt_core.pipeline.cache import ResultCache
 from segopt_core.pipeline.jobs import REFERENCE_VARIANT, VariantJob
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.variants import VariantSpec
 
 # Not thread-safe within one process: torch.onnx.export and torch.compile (global exporter/compiler state,
@@ -92,7 +94,7 @@ def prepare_samples(work_dir: str | Path, specs: Sequence[VariantSpec], count: i
     return str(out)
 
 
-def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None = None) -> dict[str, Any]:
+def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None = None) -> VariantRecord:
     """Load the checkpoint and get (or build) the variant's artifact; an unavailable backend is 'skipped'."""
     from segopt_core.backends import ArtifactStore, BackendUnavailable
     from segopt_core.checkpoints import load_checkpoint
@@ -113,9 +115,13 @@ def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None 
         if not is_disk_full(exc):
             raise
         return job.record("failed", error=f"artifact store {store_root}: no space left on device ({exc})")
-    timing = {"started_at": started, "build_seconds": round(time.perf_counter() - clock, 3)}
-    timing["artifact_build_seconds"] = artifact.metadata.get("build_seconds")
-    return job.record("ok", artifact=str(artifact.path), **timing)
+    return job.record(
+        "ok",
+        artifact=str(artifact.path),
+        started_at=started,
+        build_seconds=round(time.perf_counter() - clock, 3),
+        artifact_build_seconds=artifact.metadata.get("build_seconds"),
+    )
 
 
 def _utc_now() -> str:
@@ -123,13 +129,13 @@ def _utc_now() -> str:
 
 
 def benchmark_record(
-    record: Mapping[str, Any],
+    record: VariantRecord,
     spec: VariantSpec,
     batch_sizes: Sequence[int],
     warmup: int,
     iters: int,
     same_round_reference: bool = True,
-) -> dict[str, Any]:
+) -> VariantRecord:
     """Benchmark a built variant at each batch size (flat rows in `bench_rows`).
 
     With `same_round_reference`, the torch fp32 model of the same checkpoint is then timed in alternating
@@ -139,29 +145,28 @@ def benchmark_record(
     from segopt_core.backends import BackendUnavailable, load_predictor
     from segopt_core.benchmark import benchmark_loader
 
-    options = record.get("options") or {}
     loaded: list[Any] = []
     rows = benchmark_loader(
-        lambda: loaded.append(load_predictor(record["artifact"])) or loaded[-1],
+        lambda: loaded.append(load_predictor(record.artifact)) or loaded[-1],
         spec,
         list(batch_sizes),
-        variant=record["variant"],
-        precision=record["precision"],
-        device=options.get("device", "cpu"),
+        variant=record.variant,
+        precision=record.precision,
+        device=record.device,
         skip_on=(BackendUnavailable,),
         warmup=warmup,
         iters=iters,
-        checkpoint_sha256=record["checkpoint_sha256"],
-        model_path=record["artifact"],
+        checkpoint_sha256=record.checkpoint_sha256,
+        model_path=record.artifact,
     )
     first = rows[0] if rows else {}
     if same_round_reference and loaded and first.get("status") == "ok":
         rows[0] = {**first, **paired_reference(loaded[0], record, spec, first, iters)}
-    return {**record, "bench_rows": rows}
+    return dataclasses.replace(record, bench_rows=rows)
 
 
 def paired_reference(
-    predictor: Any, record: Mapping[str, Any], spec: VariantSpec, row: Mapping[str, Any], iters: int
+    predictor: Any, record: VariantRecord, spec: VariantSpec, row: Mapping[str, Any], iters: int
 ) -> dict[str, Any]:
     """Median latencies of the torch fp32 reference and of the variant, timed in alternating rounds."""
     from segopt_core.benchmark import interleaved_ab
@@ -174,13 +179,13 @@ def paired_reference(
     from segopt_core.checkpoints import load_checkpoint
     from segopt_core.predictor import TorchPredictor
 
-    if record["variant"] == REFERENCE_VARIANT.slug:  # the reference itself: its own loop is the pair
+    if record.variant == REFERENCE_VARIANT.slug:  # the reference itself: its own loop is the pair
         return {
             "reference_latency_ms": row["latency_ms_median"],
             "paired_latency_ms": row["latency_ms_median"],
         }
     try:
-        reference = TorchPredictor(load_checkpoint(record["checkpoint"], spec).model)
+        reference = TorchPredictor(load_checkpoint(record.checkpoint, spec).model)
     except Exception as exc:  # the speedup falls back to the separately measured reference
         return {"reference_error": f"{type(exc).__name__}: {exc}"}
     h, w = spec.crop_size
@@ -198,8 +203,8 @@ def paired_reference(
 
 
 def benchmark_record_isolated(
-    record: Mapping[str, Any], spec: VariantSpec, batch_sizes: Sequence[int], warmup: int, iters: int
-) -> dict[str, Any]:
+    record: VariantRecord, spec: VariantSpec, batch_sizes: Sequence[int], warmup: int, iters: int
+) -> VariantRecord:
     """`benchmark_record` in a spawned benchmark process: what the flows' worker threads must call.
 
     On the 2-core CI machine, torch run from a worker thread after the main thread had used torch took
@@ -212,14 +217,12 @@ def benchmark_record_isolated(
     clock = time.perf_counter()
     try:
         done = (
-            benchmark_pool()
-            .submit(benchmark_record, dict(record), spec, list(batch_sizes), warmup, iters)
-            .result()
+            benchmark_pool().submit(benchmark_record, record, spec, list(batch_sizes), warmup, iters).result()
         )
     except BrokenProcessPool:
         benchmark_pool.cache_clear()  # it died (killed, out of memory): the next variant gets a new one
         raise
-    return {**done, "benchmark_seconds": round(time.perf_counter() - clock, 3)}
+    return dataclasses.replace(done, benchmark_seconds=round(time.perf_counter() - clock, 3))
 
 
 @functools.cache
@@ -238,15 +241,15 @@ def benchmark_pool() -> ProcessPoolExecutor:
     return pool
 
 
-def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSource) -> dict[str, Any]:
+def evaluate_record(record: VariantRecord, spec: VariantSpec, source: EvalSource) -> VariantRecord:
     """Accuracy of a built variant: mIoU on labels, or agreement with the fp32 checkpoint on sample images."""
     from segopt_core.backends import load_predictor
     from segopt_core.evaluation import compare_predictions, evaluate
 
     clock = time.perf_counter()
     with _TORCH_LOCK:
-        predictor = load_predictor(record["artifact"])
-    if record["backend"] in _TORCH_BACKENDS:
+        predictor = load_predictor(record.artifact)
+    if record.backend in _TORCH_BACKENDS:
         predictor = _Serialized(predictor)
     if source.mode == "labels":
         from segopt_core.data import open_dataset
@@ -260,31 +263,32 @@ def evaluate_record(record: Mapping[str, Any], spec: VariantSpec, source: EvalSo
         from segopt_core.predictor import TorchPredictor
 
         with _TORCH_LOCK:
-            reference = _Serialized(TorchPredictor(load_checkpoint(record["checkpoint"], spec).model))
+            reference = _Serialized(TorchPredictor(load_checkpoint(record.checkpoint, spec).model))
         result = compare_predictions(reference, predictor, sample_images(source), spec)
         accuracy = {"eval_mode": "agreement", "eval_images": result["n_images"]}
         accuracy |= {k: result[k] for k in ("pixel_agreement", "miou_vs_reference")}
-    timing = {"eval_seconds": round(time.perf_counter() - clock, 3), "finished_at": _utc_now()}
-    return {**record, "accuracy": accuracy, **timing}
+    return dataclasses.replace(
+        record, accuracy=accuracy, eval_seconds=round(time.perf_counter() - clock, 3), finished_at=_utc_now()
+    )
 
 
-def remember(record: Mapping[str, Any], cache_root: str | Path, stage: str | None = None) -> dict[str, Any]:
+def remember(record: VariantRecord, cache_root: str | Path, stage: str | None = None) -> VariantRecord:
     """Store a completed record (or one whose `stage` just finished) in the result cache and return it;
     only 'ok' builds are cached."""
-    if record.get("status") == "ok" and record.get("artifact"):
-        plain = json.loads(json.dumps(record, default=str))
+    if record.ok and record.artifact:
+        plain = json.loads(json.dumps(record.to_dict(), default=str))
         try:
-            ResultCache(cache_root).put(record["cache_key"], record["artifact"], plain, stage=stage)
+            ResultCache(cache_root).put(record.cache_key, record.artifact, plain, stage=stage)
         except OSError as exc:  # the result stands; only a later resume loses it
             if not is_disk_full(exc):
                 raise
             log.warning(
                 "result cache %s not written (no space left on device): a re-run redoes it", cache_root
             )
-    return dict(record)
+    return record
 
 
-def recall_stage(record: Mapping[str, Any], cache_root: str | Path, stage: str) -> dict[str, Any] | None:
+def recall_stage(record: VariantRecord, cache_root: str | Path, stage: str) -> VariantRecord | None:
     """The record as it was when `stage` finished in an earlier run on the same artifact, else None."""
-    done = ResultCache(cache_root).get(record["cache_key"], stage=stage, artifact=record.get("artifact"))
-    return None if done is None else {**done, "reused": True}
+    done = ResultCache(cache_root).get_record(record.cache_key, stage=stage, artifact=record.artifact or None)
+    return None if done is None else dataclasses.replace(done, reused=True)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from segopt_core.pipeline.jobs import (
+    CheckpointRef,
     check_batch_sizes,
     check_cell_patterns,
     check_names,
     known_slugs,
     matches,
 )
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.variants import VariantSpec
 
 
@@ -22,12 +24,11 @@ def _checkpoint_paths(cache_root: Path) -> dict[str, str]:
     found = {}
     for path in sorted(cache_root.glob("*.json")):
         try:
-            entry = json.loads(path.read_text())
-        except (OSError, ValueError):
+            record = VariantRecord.from_dict(json.loads(path.read_text())["record"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # not a (whole) record
             continue
-        record = entry.get("record") or {}
-        if record.get("artifact") and record.get("checkpoint"):
-            found[str(Path(record["artifact"]).resolve())] = record["checkpoint"]
+        if record.artifact and record.checkpoint:
+            found[str(Path(record.artifact).resolve())] = record.checkpoint
     return found
 
 
@@ -52,7 +53,7 @@ def stored_variants(
     cache_root: str | Path,
     cells: Sequence[str] | None = None,
     variants: Sequence[str] | None = None,
-) -> list[tuple[dict[str, Any], VariantSpec]]:
+) -> list[tuple[VariantRecord, VariantSpec]]:
     """(record, spec) of every valid artifact whose cell and variant slug match the filters."""
     from segopt_core.backends import ArtifactStore
     from segopt_core.backends.source import spec_from_dict
@@ -63,19 +64,15 @@ def stored_variants(
         meta = artifact.metadata
         if not matches(meta["cell"], cells) or (variants and meta["slug"] not in variants):
             continue
-        sha = meta["checkpoint_sha256"]
-        record = {
-            "checkpoint": sources.get(str(artifact.path.resolve()), f"sha256:{sha[:12]}"),
-            "checkpoint_sha256": sha,
-            "cell": meta["cell"],
-            "backend": meta["backend"],
-            "precision": meta["precision"],
-            "variant": meta["slug"],
-            "options": meta["options"],
-            "cache_key": "",
-            "artifact": str(artifact.path),
-            "status": "ok",
-            "error": "",
-        }
-        found.append((record, spec_from_dict(meta["spec"])))
+        sha, spec = meta["checkpoint_sha256"], spec_from_dict(meta["spec"])
+        path = sources.get(str(artifact.path.resolve()), f"sha256:{sha[:12]}")
+        record = VariantRecord.start(
+            CheckpointRef(path, spec, sha),
+            artifact.options,
+            status="ok",
+            artifact=str(artifact.path),
+        )
+        # the names this artifact was stored under (an older segopt may have named a variant otherwise)
+        record = replace(record, cell=meta["cell"], variant=meta["slug"], options=dict(meta["options"]))
+        found.append((record, spec))
     return found

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+
+from segopt_core.pipeline.record import VariantRecord
+
+
+def _record(**fields) -> VariantRecord:
+    """A torch-fp32 record of a made-up checkpoint."""
+    identity = {"checkpoint": "a.safetensors", "checkpoint_sha256": "abc", "cell": "tiny-64-ade20k"}
+    return VariantRecord(**identity, backend="torch", precision="fp32", variant="torch-fp32", **fields)
 
 
 def _hold_slot(name: str, slots: int = 1) -> None:
@@ -30,17 +39,21 @@ def test_a_dead_holders_slot_is_reclaimed_and_the_benchmark_proceeds(prefect_har
 
     monkeypatch.setenv("SEGOPT_LOCK_DIR", str(tmp_path / "locks"))
     measured = []
-    monkeypatch.setattr(bench, "benchmark_record_isolated", lambda r, *a: measured.append(r) or {**r, "m": 1})
+    monkeypatch.setattr(
+        bench,
+        "benchmark_record_isolated",
+        lambda r, *a: measured.append(r) or replace(r, bench_rows=[{"m": 1}]),
+    )
     name = "segopt-test-stale-slot"
     _hold_slot(name)
 
     @flow
-    def rerun() -> dict:
-        record = {"variant": "torch-fp32", "options": {"device": "cpu"}}
+    def rerun() -> VariantRecord:
+        record = _record(options={"device": "cpu"})
         return bench.benchmark_variant(record, tiny_cell("ade20k", 64), [1], 1, 1, name)
 
     start = time.monotonic()
-    assert rerun()["m"] == 1
+    assert rerun().bench_rows == [{"m": 1}]
     assert time.monotonic() - start < 60 and len(measured) == 1
     assert _active_slots(name) == 0  # released after the measurement
 
@@ -67,21 +80,15 @@ def test_a_finished_benchmark_is_cached_at_once_and_reused(prefect_harness, tmp_
     monkeypatch.setattr(
         bench,
         "benchmark_record_isolated",
-        lambda r, *a: measured.append(1) or {**r, "bench_rows": [{"x": 1}]},
+        lambda r, *a: measured.append(1) or replace(r, bench_rows=[{"x": 1}]),
     )
     artifact = tmp_path / "artifacts" / "a"
     artifact.mkdir(parents=True)
-    record = {
-        "variant": "torch-fp32",
-        "options": {},
-        "status": "ok",
-        "cache_key": "k1",
-        "artifact": str(artifact),
-    }
+    record = _record(status="ok", cache_key="k1", artifact=str(artifact))
     cache = str(tmp_path / "results")
 
     @flow
-    def run(record: dict) -> dict:
+    def run(record: VariantRecord) -> VariantRecord:
         return bench.benchmark_variant(
             record, tiny_cell("ade20k", 64), [1], 1, 1, "segopt-test-resume", cache
         )
@@ -89,10 +96,10 @@ def test_a_finished_benchmark_is_cached_at_once_and_reused(prefect_harness, tmp_
     bench.ensure_device_limit.fn("segopt-test-resume")
     first = run(record)
     second = run(record)
-    assert len(measured) == 1 and second["bench_rows"] == first["bench_rows"] and second["reused"]
+    assert len(measured) == 1 and second.bench_rows == first.bench_rows and second.reused
     rebuilt = tmp_path / "artifacts" / "b"
     rebuilt.mkdir()
-    run({**record, "artifact": str(rebuilt)})  # measured on another artifact: not reused
+    run(replace(record, artifact=str(rebuilt)))  # measured on another artifact: not reused
     assert len(measured) == 2
 
 

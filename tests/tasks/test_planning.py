@@ -140,7 +140,7 @@ def test_a_full_disk_fails_the_variant_not_the_run(tmp_path, monkeypatch):
     ckpt = CheckpointRef("a.safetensors", tiny_cell(), "sha-a")
     job = plan_jobs([ckpt], select_options(["torch"], ["fp32"], cuda=False), {})[0]
     record = build_job(job, tmp_path / "store")
-    assert record["status"] == "failed" and "no space left on device" in record["error"]
+    assert record.status == "failed" and "no space left on device" in record.error
     assert is_disk_full(OSError(28, "No space left on device")) and not is_disk_full(ValueError("bad"))
 
 
@@ -150,6 +150,6 @@ def test_a_report_that_cannot_be_written_names_the_folder(tmp_path, monkeypatch)
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report, "write_report", full)
+    monkeypatch.setattr(report.reports, "write_report", full)  # the core writer the task calls
     with pytest.raises(OSError, match=f"report {tmp_path}: no space left on device"):
-        report.write_report_task.fn([], str(tmp_path), {}, str(tmp_path / "history"))
+        report.write_report.fn([], str(tmp_path), {}, str(tmp_path / "history"))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from segopt_core.pipeline.gate import AccuracyGate
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.results import records_to_rows
 from segopt_core.reports import write_report
-from tasks.tracking import log_report, track
+from tasks.tracking import log_report, log_to_mlflow
 
 RUN = {"run_id": "20261124T000000Z-optimize-all-test", "flow": "optimize-all", "flow_run_id": "fr-1",
        "machine_id": "m1"}  # fmt: skip
@@ -20,15 +21,15 @@ def _bench(batch_size: int, latency: float) -> dict:
             "peak_rss_mb": 100.0, "model_size_mb": 0.1}  # fmt: skip
 
 
-def _record(variant: str, latency: float, ratio: float) -> dict:
+def _record(variant: str, latency: float, ratio: float) -> VariantRecord:
     backend, precision = variant.split("-", 1)
     accuracy = {"eval_mode": "agreement", "eval_images": 2, "pixel_agreement": ratio}
     accuracy["miou_vs_reference"] = ratio
-    return {"checkpoint": "zoo/a", "checkpoint_sha256": "abc", "cell": "tiny-64-ade20k",
-            "backend": backend, "precision": precision, "variant": variant,
-            "options": {"backend": backend, "precision": precision}, "cache_key": variant, "artifact": "",
-            "status": "ok", "error": "", "bench_rows": [_bench(1, latency), _bench(2, latency)],
-            "accuracy": accuracy}  # fmt: skip
+    return VariantRecord(checkpoint="zoo/a", checkpoint_sha256="abc", cell="tiny-64-ade20k",
+            backend=backend, precision=precision, variant=variant,
+            options={"backend": backend, "precision": precision}, cache_key=variant, artifact="",
+            status="ok", error="", bench_rows=[_bench(1, latency), _bench(2, latency)],
+            accuracy=accuracy)  # fmt: skip
 
 
 @pytest.fixture
@@ -78,6 +79,6 @@ def test_parent_and_nested_runs_with_metrics(report, mlflow_uri, tmp_path):
 
 def test_tracking_failure_keeps_results_and_says_so(report, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////proc/no-such-dir/mlflow.db")
-    assert track.fn(report, dict(RUN)) is None
+    assert log_to_mlflow.fn(report, dict(RUN)) is None
     assert "**tracking failed**" in report.summary.read_text()
     assert report.results.exists()

@@ -12,6 +12,7 @@ import pytest
 
 from segopt_core.pipeline.cache import ResultCache, cache_key
 from segopt_core.pipeline.gate import AccuracyGate
+from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.results import records_to_rows
 from segopt_core.reports import RegressionPolicy, read_results, set_tracking_note, write_report
 from segopt_core.reports.history import (
@@ -32,15 +33,17 @@ def bench(batch_size: int, latency_ms: float) -> dict:
             "model_size_mb": 1.0, "date": "2026-11-23T00:00:00+00:00", "device": "cpu"}  # fmt: skip
 
 
-def record(variant: str, latencies: dict[int, float], accuracy: dict | None, status: str = "ok") -> dict:
+def record(
+    variant: str, latencies: dict[int, float], accuracy: dict | None, status: str = "ok"
+) -> VariantRecord:
     backend, precision = variant.split("-")[0], "-".join(variant.split("-")[1:3]).replace("-folded", "")
-    return {
-        "checkpoint": "zoo/a.safetensors", "checkpoint_sha256": "abc", "cell": "tiny-64-ade20k",
-        "backend": backend, "precision": precision, "variant": variant, "options": {"backend": backend},
-        "cache_key": f"k-{variant}", "artifact": f"/store/{variant}", "status": status,
-        "error": "" if status == "ok" else "VerificationError: NaN",
-        "bench_rows": [bench(b, lat) for b, lat in latencies.items()], "accuracy": accuracy,
-    }  # fmt: skip
+    return VariantRecord(
+        checkpoint="zoo/a.safetensors", checkpoint_sha256="abc", cell="tiny-64-ade20k",
+        backend=backend, precision=precision, variant=variant, options={"backend": backend},
+        cache_key=f"k-{variant}", artifact=f"/store/{variant}", status=status,
+        error="" if status == "ok" else "VerificationError: NaN",
+        bench_rows=[bench(b, lat) for b, lat in latencies.items()], accuracy=accuracy,
+    )  # fmt: skip
 
 
 def labelled(miou: float, per_class: dict[str, float]) -> dict:
