@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,53 +41,47 @@ def device_lock(
     poll_s: float = 0.1,
     on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[Path]:
-    """Hold the exclusive benchmark lock of `device` (fcntl.flock) while the block runs; yields the lock file.
+    """Hold the exclusive benchmark lock of `device` (a `filelock.FileLock`) while the block runs.
 
-    Waits for a current holder (forever when timeout_s is None); raises DeviceBusy after timeout_s. The
-    lock is per open file, so it excludes other processes and other holders in this process alike; the
-    kernel releases it if the holder dies. `on_wait(message)` is called once when the lock is busy, with
-    the holder's pid (from the lock file), so a waiting benchmark can say whom it waits for.
+    Yields the lock file. Waits for a current holder (forever when timeout_s is None); raises DeviceBusy
+    after timeout_s. The lock is an flock on its own open file, so it excludes other processes and other
+    holders in this process alike, and the kernel releases it if the holder dies. The holder's pid is
+    written beside it (`<lock>.pid`); `on_wait(message)` is called once when the lock is busy, naming that
+    pid, so a waiting benchmark can say whom it waits for.
     """
+    from filelock import FileLock, Timeout
+
     folder = Path(lock_dir) if lock_dir is not None else default_lock_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{device_concurrency_key(device)}.lock"
-    with open(path, "a+") as handle:
-        _acquire(handle, path, timeout_s, poll_s, on_wait)
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait(f"waiting for the device: another benchmark (pid {lock_holder(path)}) holds {path}")
         try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-            yield path
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            lock.acquire(timeout=-1 if timeout_s is None else timeout_s, poll_interval=poll_s)
+        except Timeout:
+            raise DeviceBusy(
+                f"{path}: another benchmark (pid {lock_holder(path)}) is using this device; wait for it to "
+                f"finish or raise the timeout ({timeout_s} s)"
+            ) from None
+    try:
+        holder_file(path).write_text(f"{os.getpid()}\n")
+        yield path
+    finally:
+        lock.release()
+
+
+def holder_file(path: str | Path) -> Path:
+    """Where the holder of a lock file writes its pid (filelock truncates the lock file itself on open)."""
+    return Path(f"{path}.pid")
 
 
 def lock_holder(path: str | Path) -> str:
-    """The pid written in a lock file by its current (or last) holder, or 'unknown'."""
+    """The pid written by a lock file's current (or last) holder, or 'unknown'."""
     try:
-        return Path(path).read_text().strip() or "unknown"
+        return holder_file(path).read_text().strip() or "unknown"
     except OSError:
         return "unknown"
-
-
-def _acquire(
-    handle, path: Path, timeout_s: float | None, poll_s: float, on_wait: Callable[[str], None] | None = None
-) -> None:
-    """Take the flock on handle, polling until timeout_s (None: wait forever)."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if on_wait is not None:
-                on_wait(f"waiting for the device: another benchmark (pid {lock_holder(path)}) holds {path}")
-                on_wait = None
-            if deadline is not None and time.monotonic() >= deadline:
-                holder = lock_holder(path)
-                raise DeviceBusy(
-                    f"{path}: another benchmark (pid {holder}) is using this device; wait for it to finish "
-                    f"or raise the timeout ({timeout_s} s)"
-                ) from None
-            time.sleep(poll_s)

@@ -40,12 +40,13 @@ def test_lock_excludes_a_second_holder_in_process(tmp_path):
 
 
 def test_lock_excludes_another_process(tmp_path):
-    # The holder takes the same flock device_lock takes, without importing torch (fast start).
+    # The holder takes the same file lock device_lock takes, without importing torch (fast start).
     path = tmp_path / f"{device_concurrency_key('cpu')}.lock"
     code = (
-        "import fcntl, os, time\n"
-        f"f = open({str(path)!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
-        "f.write(f'{os.getpid()}\\n'); f.flush(); print('held', flush=True); time.sleep(30)\n"
+        "import os, time, filelock\n"
+        f"lock = filelock.FileLock({str(path)!r}); lock.acquire()\n"
+        f"open({str(path) + '.pid'!r}, 'w').write(f'{{os.getpid()}}\\n')\n"
+        "print('held', flush=True); time.sleep(30)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
