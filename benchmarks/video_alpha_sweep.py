@@ -85,7 +85,7 @@ def run_row(video, predictor, spec, out_dir: Path, alpha: float, motion: bool, a
         "fps_end_to_end": perf["fps_end_to_end"],
         "fps_model": perf["fps_model"],
         "e2e_over_model": round(perf["fps_end_to_end"] / perf["fps_model"], 3),
-        "latency_ms_p50": perf["latency_ms_p50"],
+        "latency_ms_median": perf["latency_ms_median"],
         "peak_rss_mb": perf["peak_rss_mb"],
     }
 

@@ -28,7 +28,7 @@ from segopt_core.settings import load_settings
 EXPERIMENTS = {"optimize-all": "segopt-optimize-all", "nightly-benchmark": "segopt-nightly-benchmark"}
 # result column -> metric name; each is logged per batch size as <name>_bs<N> (never a bare, ambiguous name)
 PER_BATCH_METRICS = {
-    "latency_ms_median": "latency_ms_p50",
+    "latency_ms_median": "latency_ms_median",
     "latency_ms_p90": "latency_ms_p90",
     "latency_ms_p99": "latency_ms_p99",
     "throughput_ips": "throughput_ips",

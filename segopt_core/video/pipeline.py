@@ -542,7 +542,7 @@ class _Run:
                 "model_s": round(stats.model_s, 3),
                 "fps_end_to_end": round(stats.written / wall_s, 2) if wall_s else None,
                 "fps_model": round(stats.processed / stats.model_s, 2) if stats.model_s else None,
-                "latency_ms_p50": round(float(np.percentile(latencies, 50)), 2) if latencies.size else None,
+                "latency_ms_median": round(float(np.median(latencies)), 2) if latencies.size else None,
                 "latency_ms_p99": round(float(np.percentile(latencies, 99)), 2) if latencies.size else None,
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "rss_growth_mb": round(_rss_mb() - rss_start, 1),

@@ -101,8 +101,8 @@ def test_mlflow_parent_and_nested_runs(first_run, story):
     )
     assert len(children) == 4
     ok = [c for c in children if c.info.status == "FINISHED"]
-    assert len(ok) == 2 and all("latency_ms_p50_bs2" in c.data.metrics for c in ok)
-    assert not any("latency_ms_p50" in c.data.metrics for c in ok)  # no bare, batch-less names
+    assert len(ok) == 2 and all("latency_ms_median_bs2" in c.data.metrics for c in ok)
+    assert not any("latency_ms_median" in c.data.metrics for c in ok)  # no bare, batch-less names
     assert all(c.data.metrics["accuracy_ratio"] > 0.9 for c in ok)
     assert {c.data.params["accuracy_measure"] for c in ok} == {"miou_vs_fp32"}
     assert {c.info.run_name for c in ok} == {f"{v} · tiny-64-ade20k" for v in VARIANTS}

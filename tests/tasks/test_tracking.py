@@ -57,14 +57,14 @@ def test_parent_and_nested_runs_with_metrics(report, mlflow_uri, tmp_path):
     ]
     ort = next(c for c in children if c.info.run_name.startswith("onnxruntime-fp32"))
     assert ort.data.params["backend"] == "onnxruntime" and ort.data.params["batch_sizes"] == "1,2"
-    assert ort.data.metrics["latency_ms_p50_bs2"] == pytest.approx(10.0)
+    assert ort.data.metrics["latency_ms_median_bs2"] == pytest.approx(10.0)
     assert ort.data.metrics["speedup_vs_torch_fp32_bs1"] == pytest.approx(2.0)
     assert ort.data.metrics["accuracy_ratio"] == pytest.approx(0.99) and ort.data.metrics["accepted"] == 1.0
     assert (
         ort.data.params["accuracy_measure"] == "miou_vs_fp32" and ort.data.metrics["pixel_agreement"] == 0.99
     )
     # every metric names its batch size: no bare latency/throughput/speedup that silently means the last one
-    assert not {"latency_ms_p50", "throughput_ips", "speedup_vs_torch_fp32", "miou_ratio"} & set(
+    assert not {"latency_ms_median", "throughput_ips", "speedup_vs_torch_fp32", "miou_ratio"} & set(
         ort.data.metrics
     )
     assert parent.data.tags["recommended.tiny-64-ade20k"] == "onnxruntime-fp32"
