@@ -26,6 +26,19 @@ def _check_data(data: Path, limit: int | None) -> None:
         fail(str(err))
 
 
+def _reason(state) -> str:
+    """The exception's own message, not Prefect's "Flow run encountered an exception: OSError: ..."."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # the result could not be read back: Prefect's message is all there is
+        exc = None
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, BaseException) and str(exc):
+        return str(exc)
+    return state.message or "see the log above"
+
+
 def _run(flow, task_runner: str, dask_address: str | None, **params) -> None:
     """Run a flow with the chosen task runner; exit 1 with the reason when it fails."""
     from flows.lifecycle import prepare_ad_hoc_run
@@ -38,7 +51,7 @@ def _run(flow, task_runner: str, dask_address: str | None, **params) -> None:
     prepare_ad_hoc_run(flow.name)  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
     state = flow.with_options(task_runner=runner)(**params, return_state=True)
     if not state.is_completed():
-        fail(f"{flow.name} {state.name}: {state.message or 'see the log above'}", code=1)
+        fail(f"{flow.name} {state.name.lower()}: {_reason(state)}", code=1)
     report = Path(state.result())
     typer.echo(f"report: {report / 'summary.md'}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +66,29 @@ def write_report(
     history_root: str | Path | None = None,
     regression: RegressionPolicy | None = None,
 ) -> Report:
-    """Write `report_root/<run_id>/` (results.parquet, plots, summary.md), append to the history, compare."""
+    """Write `report_root/<run_id>/` (results.parquet, plots, summary.md), append to the history, compare.
+
+    A failure (a full disk) removes the half-written report folder; the history entry, if written, stays:
+    it holds this run's measurements, which a re-run reuses from the result cache and leaves out of history.
+    """
+    out = Path(report_root) / meta["run_id"]
+    existed = out.exists()
+    try:
+        return _write_report(rows, out, meta, history_root, regression)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _write_report(
+    rows: Sequence[Mapping[str, Any]],
+    out: Path,
+    meta: Mapping[str, Any],
+    history_root: str | Path | None,
+    regression: RegressionPolicy | None,
+) -> Report:
     run_id = meta["run_id"]
-    out = Path(report_root) / run_id
     frame = rows_to_frame(rows)
     results = write_parquet_atomic(frame_to_table(frame), out / "results.parquet")
     history = comparison_path = comparison = None

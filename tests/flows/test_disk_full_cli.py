@@ -47,3 +47,20 @@ def test_optimize_on_a_full_disk_says_so_in_one_line(tmp_path, tiny_checkpoint, 
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and str(store) in lines[0] and "no space left" in lines[0], done.stderr
         _nothing_half_written(disk)
+
+
+def test_optimize_all_on_a_full_disk_says_so_in_one_line_and_leaves_no_half_report(tmp_path, tiny_checkpoint):
+    tiny_checkpoint(tmp_path / "zoo" / "a.safetensors")
+    with tmpfs(tmp_path / f"disk-{uuid.uuid4().hex[:6]}", "2m") as disk:
+        fill(disk, 120)  # room for the evaluation samples, not for an artifact nor the report
+        reports = disk / "reports"
+        args = ["optimize-all", str(tmp_path / "zoo"), "--variants", "torch-fp32,onnxruntime-fp32",
+                "--batch-sizes", "1", "--warmup", "0", "--iters", "1", "--limit", "1",
+                "--work-dir", str(disk / "work"), "--report-dir", str(reports)]  # fmt: skip
+        done = _segopt(tmp_path, args, 240)
+        assert done.returncode == 1, done.stderr[-3000:]  # failed work, not bad input
+        assert "Traceback" not in done.stderr + done.stdout
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and str(reports) in errors[0] and "no space left" in errors[0], errors
+        _nothing_half_written(disk)
+        assert not [r for r in reports.glob("*-optimize-all-*") if not (r / "summary.md").is_file()]
