@@ -22,11 +22,26 @@ def _tied_popen(*args, **kwargs) -> subprocess.Popen:
 
 
 def tie_ephemeral_server() -> None:
-    """Make Prefect's temporary API server die with this process (it is started from the main thread)."""
+    """Make Prefect's temporary API server die with this process (it is started from the main thread), and
+    start one at a time per Prefect home: two servers starting at once on a fresh database both run its
+    migrations, and the loser prints a traceback ("index ... already exists") before Prefect retries."""
     from prefect.server.api import server
+    from prefect.settings import get_current_settings
 
     if getattr(server.subprocess, "Popen", None) is not _tied_popen:
         server.subprocess = types.SimpleNamespace(Popen=_tied_popen, TimeoutExpired=subprocess.TimeoutExpired)
+    start = server.SubprocessASGIServer.start
+    if getattr(start, "segopt_serialized", False):
+        return
+
+    def serialized_start(self, *args, **kwargs):
+        if self.running:
+            return start(self, *args, **kwargs)
+        with lifecycle.file_lock(get_current_settings().home / "segopt-server-start.lock"):
+            return start(self, *args, **kwargs)
+
+    serialized_start.segopt_serialized = True
+    server.SubprocessASGIServer.start = serialized_start
 
 
 def prepare_ad_hoc_run(flow_name: str) -> None:

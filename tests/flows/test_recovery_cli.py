@@ -158,3 +158,29 @@ def test_killed_at_every_stage_each_rerun_starts_and_the_last_finishes_with_ever
     frame = read_results(reports[-1])
     assert sorted(frame["variant"]) == ["onnxruntime-fp32", "torch-fp32"]
     assert (frame["status"] == "ok").all() and frame["reused"].all()  # evaluated before the report was killed
+
+
+def test_two_concurrent_runs_on_one_work_dir_both_finish_with_a_complete_report(tmp_path, tiny_checkpoint):
+    """Same work dir, result cache, fresh Prefect home (its device slot) and MLflow store: neither waits
+    forever, neither's report or tracking is lost (both once raced on creating those two databases)."""
+    from segopt_core.reports import read_results
+
+    tiny_checkpoint(tmp_path / "zoo" / "a.safetensors")
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    runs = [_optimize_all(tmp_path, log, FAST) for log in logs]
+    try:
+        for run, log in zip(runs, logs, strict=True):
+            assert run.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+    for log in logs:  # no server migration race on the fresh Prefect database, no MLflow table race
+        assert not any(bad in log.read_text() for bad in ("Traceback", "ERROR", "tracking failed")), log
+    reports = sorted((tmp_path / "reports").glob("*-optimize-all-*"))
+    assert len(reports) == 2
+    for report in reports:
+        frame = read_results(report)
+        assert sorted(frame["variant"]) == ["onnxruntime-fp32", "torch-fp32"], report
+        assert (frame["status"] == "ok").all(), frame[["variant", "status", "error"]]
+    _no_survivors(tmp_path, [run.pid for run in runs])
