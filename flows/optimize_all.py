@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 from flows.runners import queued_per_key, runner_from_env, settle
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
 from segopt_core.benchmark.fingerprint import machine_summary
+from segopt_core.errors import RunFailed
 from segopt_core.pipeline.jobs import check_run_options, default_sources, ensure_demo_zoo, is_empty, plan_jobs
 from segopt_core.pipeline.results import machine_id
 from segopt_core.settings import load_settings
@@ -154,5 +155,5 @@ def optimize_all(
     track(report, meta, log_models)
     publish_report(report, "optimize-all")
     if not any(row["status"] == "ok" for row in rows):
-        raise RuntimeError(f"optimize-all: no variant succeeded; see {report.summary}")
+        raise RunFailed(f"no variant succeeded; see {report.summary}")
     return str(report.dir)

@@ -39,6 +39,14 @@ def _reason(state) -> str:
     return state.message or "see the log above"
 
 
+def _debug() -> bool:
+    """`segopt --debug ...`: keep full tracebacks on the console."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    return bool(context and context.find_root().params.get("debug"))
+
+
 def _run(flow, task_runner: str, dask_address: str | None, **params) -> None:
     """Run a flow with the chosen task runner; exit 1 with the reason when it fails."""
     from flows.lifecycle import prepare_ad_hoc_run
@@ -48,7 +56,7 @@ def _run(flow, task_runner: str, dask_address: str | None, **params) -> None:
         runner = make_task_runner(task_runner, dask_address)
     except ValueError as exc:
         fail(str(exc))
-    prepare_ad_hoc_run(flow.name)  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
+    prepare_ad_hoc_run(flow.name, _debug())  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
     state = flow.with_options(task_runner=runner)(**params, return_state=True)
     if not state.is_completed():
         fail(f"{flow.name} {state.name.lower()}: {_reason(state)}", code=1)
