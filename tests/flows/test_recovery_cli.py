@@ -153,8 +153,9 @@ def test_killed_at_every_stage_each_rerun_starts_and_the_last_finishes_with_ever
     assert not [f for f in (tmp_path / "work" / "results").iterdir() if f.stat().st_size == 0]
     from segopt_core.reports import read_results
 
-    reports = sorted((tmp_path / "reports").glob("*-optimize-all-*"))
+    reports = sorted((tmp_path / "reports").glob("[!.]*-optimize-all-*"))
     assert all((r / "results.parquet").is_file() and (r / "summary.md").is_file() for r in reports)  # no half
+    assert not list((tmp_path / "reports").glob(".tmp-*"))  # the killed report's temp folder was removed
     frame = read_results(reports[-1])
     assert sorted(frame["variant"]) == ["onnxruntime-fp32", "torch-fp32"]
     assert (frame["status"] == "ok").all() and frame["reused"].all()  # evaluated before the report was killed
