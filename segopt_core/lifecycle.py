@@ -147,14 +147,15 @@ def terminate_children(timeout_s: float = 3.0) -> int:
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (fcntl.flock, created if missing) while the block runs; other
-    processes wait. The kernel drops it when this process dies, however it dies: no dead holder blocks."""
+    """Hold an exclusive lock on `path` (fcntl.flock; a folder, or a file created if missing) while the block
+    runs; other processes wait. The kernel drops it when this process dies: no dead holder blocks."""
     import fcntl
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    if not os.path.isdir(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd = os.open(path, os.O_RDONLY if os.path.isdir(path) else os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock

@@ -90,7 +90,8 @@ def prepare_samples(work_dir: str | Path, specs: Sequence[VariantSpec], count: i
     out = Path(work_dir) / "samples" / f"folder-{size[0]}x{size[1]}-n{count}-s{seed}"
     # synth_dataset writes atomically: a present folder is complete. Runs at once on one work dir take turns
     # (else both write it and the second swaps the folder away under the first one's evaluation)
-    with file_lock(out.parent / f".{out.name}.lock"):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(out.parent):  # the samples folder itself: no lock file left behind
         if not out.exists():
             synth_dataset(out, layout="folder", n_train=0, n_val=count, size=size, seed=seed)
     return str(out)
