@@ -22,14 +22,29 @@ def _tied_popen(*args, **kwargs) -> subprocess.Popen:
 
 
 def tie_ephemeral_server() -> None:
-    """Make Prefect's temporary API server die with this process (it is started from the main thread)."""
+    """Make Prefect's temporary API server die with this process (it is started from the main thread), and
+    start one at a time per Prefect home: two servers starting at once on a fresh database both run its
+    migrations, and the loser prints a traceback ("index ... already exists") before Prefect retries."""
     from prefect.server.api import server
+    from prefect.settings import get_current_settings
 
     if getattr(server.subprocess, "Popen", None) is not _tied_popen:
         server.subprocess = types.SimpleNamespace(Popen=_tied_popen, TimeoutExpired=subprocess.TimeoutExpired)
+    start = server.SubprocessASGIServer.start
+    if getattr(start, "segopt_serialized", False):
+        return
+
+    def serialized_start(self, *args, **kwargs):
+        if self.running:
+            return start(self, *args, **kwargs)
+        with lifecycle.file_lock(get_current_settings().home / "segopt-server-start.lock"):
+            return start(self, *args, **kwargs)
+
+    serialized_start.segopt_serialized = True
+    server.SubprocessASGIServer.start = serialized_start
 
 
-def prepare_ad_hoc_run(flow_name: str) -> None:
+def prepare_ad_hoc_run(flow_name: str, debug: bool = False) -> None:
     """Tie the temporary server to this process; on SIGTERM/SIGINT release the device slot and stop."""
     from prefect.settings import get_current_settings
 
@@ -40,24 +55,28 @@ def prepare_ad_hoc_run(flow_name: str) -> None:
     lifecycle.on_stop(release_held_slots)
     lifecycle.install_stop_handlers(flow_name)
     keep_stop_handler_in_flows()
-    quiet_disk_full_tracebacks()
+    if not debug:
+        quiet_expected_tracebacks()
 
 
-def quiet_disk_full_tracebacks() -> None:
-    """A full disk is the user's to fix, not a bug: the console shows its one-line error without the
-    traceback (the Prefect API logs, written first, keep it)."""
+def quiet_expected_tracebacks() -> None:
+    """A full disk and segopt's own domain errors (a variant that failed verification, no variant that
+    succeeded) are not bugs: the console shows their one-line message without the traceback (the Prefect
+    API logs, written first, keep it; `segopt --debug` keeps it on the console too)."""
     import copy
 
     from prefect.logging.handlers import PrefectConsoleHandler
 
     from segopt_core.atomic import is_disk_full
+    from segopt_core.errors import SegoptError
 
     emit = PrefectConsoleHandler.emit
     if getattr(emit, "segopt_quiet", False):
         return
 
     def quiet_emit(self, record):
-        if record.exc_info and record.exc_info[1] is not None and is_disk_full(record.exc_info[1]):
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and (isinstance(exc, SegoptError) or is_disk_full(exc)):
             record = copy.copy(record)
             record.exc_info, record.exc_text = None, None
         return emit(self, record)

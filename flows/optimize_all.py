@@ -21,6 +21,7 @@ from flows.runners import queued_per_key, runner_from_env, settle
 from segopt_core.backends.options import VariantOptions
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
 from segopt_core.benchmark.fingerprint import machine_summary
+from segopt_core.errors import RunFailed
 from segopt_core.pipeline.jobs import (
     VariantJob,
     check_run_options,
@@ -231,5 +232,5 @@ def report_stage(records: list[VariantRecord], run: Run) -> str:
     log_to_mlflow(report, run.meta, run.params.log_models)
     publish_report(report, "optimize-all")
     if not any(row["status"] == "ok" for row in rows):
-        raise RuntimeError(f"optimize-all: no variant succeeded; see {report.summary}")
+        raise RunFailed(f"no variant succeeded; see {report.summary}")
     return str(report.dir)

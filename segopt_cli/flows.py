@@ -37,6 +37,27 @@ def _sizes(batch_sizes: list[int]) -> str:
     return ",".join(map(str, batch_sizes))
 
 
+def _reason(state) -> str:
+    """The exception's own message, not Prefect's "Flow run encountered an exception: OSError: ..."."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # the result could not be read back: Prefect's message is all there is
+        exc = None
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, BaseException) and str(exc):
+        return str(exc)
+    return state.message or "see the log above"
+
+
+def _debug() -> bool:
+    """`segopt --debug ...`: keep full tracebacks on the console."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    return bool(context and context.find_root().params.get("debug"))
+
+
 def _run(flow, task_runner: str | None, dask_address: str | None, **params) -> None:
     """Run a flow with the chosen task runner (default: the settings'); exit 1 with the reason on failure."""
     from flows.lifecycle import prepare_ad_hoc_run
@@ -48,10 +69,10 @@ def _run(flow, task_runner: str | None, dask_address: str | None, **params) -> N
         runner = make_task_runner(task_runner or settings.task_runner, dask_address or settings.dask_address)
     except ValueError as exc:
         fail(str(exc))
-    prepare_ad_hoc_run(flow.name)  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
+    prepare_ad_hoc_run(flow.name, _debug())  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
     state = flow.with_options(task_runner=runner)(**params, return_state=True)
     if not state.is_completed():
-        fail(f"{flow.name} {state.name}: {state.message or 'see the log above'}", code=1)
+        fail(f"{flow.name} {state.name.lower()}: {_reason(state)}", code=1)
     report = Path(state.result())
     typer.echo(f"report: {report / 'summary.md'}")
 

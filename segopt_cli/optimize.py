@@ -28,6 +28,7 @@ def optimize_command(
     as_json: bool = typer.Option(False, "--json", help="Print the artifact metadata as JSON."),
 ) -> None:
     """Build one optimized variant of a checkpoint, verify it against fp32 and print its artifact folder."""
+    from segopt_core.atomic import is_disk_full
     from segopt_core.backends import (
         ArtifactStore,
         BackendUnavailable,
@@ -39,6 +40,7 @@ def optimize_command(
     from segopt_core.checkpoints import load_checkpoint
     from segopt_core.settings import load_settings
 
+    store_root = out or load_settings().artifacts_dir
     try:
         calibration = CalibrationOptions(calib_method, calib_images) if precision == "int8-static" else None
         options = VariantOptions(backend, precision, fold_decode_head, calibration, preset, device)
@@ -48,12 +50,16 @@ def optimize_command(
             if calib_data is None:
                 raise CalibrationError("int8-static needs --calib-data DIR (a dataset or image folder)")
             images = load_calibration_images(calib_data, loaded.spec, calib_images)
-        store = ArtifactStore(out or load_settings().artifacts_dir)
+        store = ArtifactStore(store_root)
         artifact = store.get_or_build(loaded, options, images, force=force)
     except BackendUnavailable as err:
         typer.secho(f"skipped: {err}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(code=3) from None
-    except (ValueError, RuntimeError, KeyError, OSError) as err:
+    except Exception as err:
+        if is_disk_full(err):  # an OSError, or a library's error carrying ENOSPC: one line naming the store
+            fail(f"artifact store {store_root}: no space left on device; free some space and run again")
+        if not isinstance(err, (ValueError, RuntimeError, KeyError, OSError)):
+            raise
         fail(str(err).strip("'\""))
     if as_json:
         typer.echo(json.dumps({"path": str(artifact.path), **artifact.metadata}, indent=2, default=str))

@@ -13,3 +13,7 @@ class SegoptError(Exception):
 
 class OptionError(SegoptError, ValueError):
     """An option value is unknown or out of range (backend, precision, variant, cell, batch size)."""
+
+
+class RunFailed(SegoptError, RuntimeError):
+    """A flow's work failed as a whole (no variant succeeded); the report it names says why, per variant."""

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -143,3 +143,19 @@ def terminate_children(timeout_s: float = 3.0) -> int:
         with contextlib.suppress(psutil.Error):
             child.kill()
     return len(children)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (fcntl.flock; a folder, or a file created if missing) while the block
+    runs; other processes wait. The kernel drops it when this process dies: no dead holder blocks."""
+    import fcntl
+
+    if not os.path.isdir(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd = os.open(path, os.O_RDONLY if os.path.isdir(path) else os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock

@@ -6,6 +6,7 @@ failure never loses results: they are in Parquet already and summary.md says wha
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -20,6 +21,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.exceptions import MissingContextError
 
+from segopt_core import lifecycle
 from segopt_core.benchmark.fingerprint import machine_summary
 from segopt_core.reports import Report, read_results, set_tracking_note
 from segopt_core.reports.recommend import accuracy_label, recommendations, recommended_by_cell
@@ -57,6 +59,11 @@ FINGERPRINT_TAGS = (
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI when set, else SEGOPT_MLFLOW_TRACKING_URI (default: sqlite:///mlflow.db here)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or load_settings().mlflow_tracking_uri
+
+
+def _sqlite_path(uri: str) -> str | None:
+    """The database file of a sqlite:/// tracking URI, else None."""
+    return uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") and ":memory:" not in uri else None
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -300,8 +307,12 @@ def _warn(message: str) -> None:
 @task(name="log-to-mlflow", task_run_name="log-to-mlflow")
 def log_to_mlflow(report: Report, meta: dict, log_models: bool = False) -> str | None:
     """Log the report to MLflow; on failure, say so in summary.md and go on (results stay in Parquet)."""
+    uri = tracking_uri()
+    # runs at once on a fresh SQLite store race to create its tables ("table ... already exists"): one by one
+    lock = _sqlite_path(uri) and lifecycle.file_lock(f"{_sqlite_path(uri)}.segopt-lock")
     try:
-        return log_report(report, meta, log_models)
+        with lock or contextlib.nullcontext():
+            return log_report(report, meta, log_models, uri)
     except Exception as exc:  # recovery: tracking is optional, the report on disk is the record
         note = f"MLflow: **tracking failed** at `{tracking_uri()}`: {type(exc).__name__}: {exc}"
         _warn(note)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from segopt_core.atomic import is_disk_full
+from segopt_core.lifecycle import file_lock
 from segopt_core.pipeline.cache import ResultCache
 from segopt_core.pipeline.jobs import REFERENCE_VARIANT, VariantJob
 from segopt_core.pipeline.record import VariantRecord
@@ -89,8 +90,12 @@ def prepare_samples(work_dir: str | Path, specs: Sequence[VariantSpec], count: i
 
     size = max((s.crop_size for s in specs), default=(64, 64))
     out = Path(work_dir) / "samples" / f"folder-{size[0]}x{size[1]}-n{count}-s{seed}"
-    if not out.exists():  # synth_dataset writes atomically: a present folder is complete
-        synth_dataset(out, layout="folder", n_train=0, n_val=count, size=size, seed=seed)
+    # synth_dataset writes atomically: a present folder is complete. Runs at once on one work dir take turns
+    # (else both write it and the second swaps the folder away under the first one's evaluation)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(out.parent):  # the samples folder itself: no lock file left behind
+        if not out.exists():
+            synth_dataset(out, layout="folder", n_train=0, n_val=count, size=size, seed=seed)
     return str(out)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +68,54 @@ def write_report(
     history_root: str | Path | None = None,
     regression: RegressionPolicy | None = None,
 ) -> Report:
-    """Write `report_root/<run_id>/` (results.parquet, plots, summary.md), append to the history, compare."""
+    """Write `report_root/<run_id>/` (results.parquet, plots, summary.md), append to the history, compare.
+
+    The folder is written as `.tmp-<run_id>-<pid>` and renamed into place when complete, so a run that fails
+    (a full disk) or is killed while writing never leaves a half report under its real name; the next report
+    removes temp folders whose process is gone. The history entry, if written, stays: it holds this run's
+    measurements, which a re-run reuses from the result cache and leaves out of the history.
+    """
+    out = Path(report_root) / meta["run_id"]
+    if out.exists():  # the same run writing again: in place
+        return _write_report(rows, out, meta, history_root, regression)
+    _remove_dead_temp_folders(Path(report_root))
+    tmp = Path(report_root) / f".tmp-{meta['run_id']}-{os.getpid()}"
+    try:
+        report = _write_report(rows, tmp, meta, history_root, regression)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    moved = {"results": out / report.results.name, "summary": out / report.summary.name}
+    moved["comparison"] = report.comparison and out / report.comparison.name
+    return dataclasses.replace(report, dir=out, plots=[out / p.name for p in report.plots], **moved)
+
+
+def _remove_dead_temp_folders(report_root: Path) -> None:
+    for folder in report_root.glob(".tmp-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_report(
+    rows: Sequence[Mapping[str, Any]],
+    out: Path,
+    meta: Mapping[str, Any],
+    history_root: str | Path | None,
+    regression: RegressionPolicy | None,
+) -> Report:
     run_id = meta["run_id"]
-    out = Path(report_root) / run_id
     frame = rows_to_frame(rows)
     results = write_parquet_atomic(frame_to_table(frame), out / "results.parquet")
     history = comparison_path = comparison = None

@@ -3,10 +3,8 @@ unplayable video nor a 0-byte or half-written JSON."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from typer.testing import CliRunner
 import segopt_core.video.writer as writer
 from segopt_cli.main import app
 from tests.core.video.conftest import read_video
+from tests.disk import tmpfs
 
 
 @pytest.fixture(scope="module")
@@ -78,24 +77,11 @@ def test_summary_write_failure_names_the_file(tmp_path, video_file, checkpoint, 
     assert not out.with_suffix(".json").exists()
 
 
-@contextlib.contextmanager
-def _tmpfs(folder: Path, size: str):
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True)  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("free_kb", [40, 200])
 def test_video_on_a_real_full_disk(tmp_path, video_file, checkpoint, free_kb):
     source = video_file(60, size=(192, 256))
-    with _tmpfs(tmp_path / f"disk-{uuid.uuid4().hex[:6]}", "2m") as disk:
+    with tmpfs(tmp_path / f"disk-{uuid.uuid4().hex[:6]}", "2m") as disk:
         filler = disk / "filler"
         filler.write_bytes(b"\0" * (2048 * 1024 - free_kb * 1024))
         out = disk / "o.mp4"
