@@ -144,3 +144,35 @@ def test_mask_of_a_large_image_equals_the_argmax_of_its_logits(tiny_spec, predic
     expected = predict_logits(predictor, image, tiny_spec).argmax(0)
     monkeypatch.setattr(inference, "ARGMAX_BUDGET_ELEMENTS", 300 * 420 * 2)  # force 2-channel groups
     assert np.array_equal(predict_mask(predictor, image, tiny_spec), expected)
+
+
+@pytest.mark.slow
+def test_peak_memory_of_a_large_image_mask_stays_within_the_stated_bound(tmp_path) -> None:
+    """A 3000x2000 image, 150 classes: full-size float32 logits alone would be 3.6 GB; the stated bound is
+    256 MB (one channel group) + about 40 bytes per pixel over the process's own memory."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import resource, numpy as np, torch
+        from segopt_core.evaluation import predict_mask
+        from segopt_core.models import build_model
+        from segopt_core.predictor import TorchPredictor
+        from segopt_core.variants import tiny_cell
+        torch.set_num_threads(2)
+        spec = tiny_cell("ade20k", 64)
+        predictor = TorchPredictor(build_model(spec, seed=0).eval())
+        image = np.random.default_rng(0).integers(0, 255, (2000, 3000, 3), dtype=np.uint8)
+        predict_mask(predictor, image[:64, :64], spec)  # warm: allocator, kernels, model at the crop
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        mask = predict_mask(predictor, image, spec)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(mask.shape, (after - before) / 1024)
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=600
+    )
+    shape, growth_mb = out.stdout.strip().rsplit(" ", 1)
+    bound_mb = 256 + 40 * 3000 * 2000 / 2**20
+    assert shape == "(2000, 3000)" and float(growth_mb) <= bound_mb, (growth_mb, bound_mb)
