@@ -147,7 +147,7 @@ def _compile_steps(options: VariantOptions) -> list[str]:
 class PackagedPredictor:
     """The Predictor over an artifact's packages: picks the package serving each input size, loading it once.
 
-    A size no package serves is compiled from the source weights, verified shape-wise, and added to the
+    A size no package serves is compiled from the source weights (not re-verified) and added to the
     artifact (file written atomically, metadata.json rewritten atomically under a lock), so each size is
     compiled once per artifact; `metadata` (the dict given to `load`) is updated in place.
     """
@@ -156,7 +156,6 @@ class PackagedPredictor:
         self.folder, self.metadata, self.options = Path(folder), metadata, options
         self.name, self.precision, self.device = options.slug, options.precision, options.device
         self.runners: dict[str, object] = {}
-        self.notes: dict = {}
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
