@@ -19,13 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segopt_core.backends import aoti, torch_backends
+from segopt_core.backends import aoti, attention, torch_backends
 from segopt_core.backends.errors import ArtifactError, BackendUnavailable
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions
 from segopt_core.backends.quiet import quiet_library_warnings
 from segopt_core.backends.source import save_source
 from segopt_core.backends.torch_backends import prepare_model
+from segopt_core.backends.verify import TOLERANCES
 from segopt_core.variants import VariantSpec
 
 CALIB_FILE = "calibration.safetensors"
@@ -91,7 +92,7 @@ def exportable(
 ) -> nn.Module:
     """What gets exported for a package: the (folded) model, under bf16 autocast or PT2E-quantized."""
     if options.precision == "bf16":
-        return Bf16Autocast(model, options.device)
+        return Bf16Autocast(attention.for_precision(model, "bf16", options.device), options.device)
     if options.precision == "int8-static":
         if calib is None:
             raise ArtifactError(f"{options.slug}: the artifact has no calibration images to quantize with")
@@ -109,11 +110,36 @@ def build_package(
     crop_hw: tuple[int, int],
     calib: torch.Tensor | None,
 ) -> dict:
-    """Compile one package for `shapes` into folder/packages/; returns its metadata entry."""
+    """Compile one package for `shapes` into folder/packages/; returns its metadata entry.
+
+    The package is checked against the exported module run eagerly; one that disagrees (an inductor
+    miscompile, see aoti.SAFE_INDUCTOR_CONFIGS) is rebuilt without layout optimization.
+    """
     path = folder / aoti.PACKAGE_DIR / shapes.file_name
     with quiet_library_warnings():
         module = exportable(model.to(options.device).eval(), options, shapes, calib)
-        return aoti.compile_package(module, shapes, path, crop_hw)
+        entry = aoti.compile_package(module, shapes, path, crop_hw)
+        diff = package_vs_eager(module, path, shapes, options.device)
+        if diff <= TOLERANCES[options.precision].max_rel_diff:
+            return entry
+        log.warning(
+            "%s: the package's logits are %.0f %% off the eager module's; rebuilding without inductor's "
+            "layout optimization (slower, correct)",
+            path,
+            100 * diff,
+        )
+        entry = aoti.compile_package(module, shapes, path, crop_hw, aoti.SAFE_INDUCTOR_CONFIGS)
+        return {**entry, "rebuilt_because": f"layout-optimized package was {diff:.2f} (relative) off eager"}
+
+
+def package_vs_eager(module: nn.Module, path: Path, shapes: aoti.PackageShapes, device: str) -> float:
+    """Max |package - eager| relative to max |eager| on one small input the package serves."""
+    hw = (128, 96) if shapes.dynamic_hw else (shapes.height, shapes.width)
+    pixels = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(3)).to(device)
+    with torch.no_grad():
+        eager = module(pixels).float()
+        packaged = aoti.load_package(path)(pixels).float()
+    return float((packaged - eager).abs().max() / eager.abs().max().clamp_min(1e-12))
 
 
 def build(model: nn.Module, spec: VariantSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
@@ -141,7 +167,8 @@ def _compile_steps(options: VariantOptions) -> list[str]:
         steps.append("prepare_pt2e(X86InductorQuantizer) + calibration + convert_pt2e")
     if options.precision == "bf16":
         steps.append(f"torch.autocast({options.device}, bfloat16)")
-    return [*steps, "torch.export (dynamic batch, H/W)", f"aoti_compile_and_package({aoti.INDUCTOR_CONFIGS})"]
+        steps += attention.build_steps(options.precision, options.device)
+    return [*steps, "torch.export (dynamic batch, H/W)", "aoti_compile_and_package (configs: packages[])"]
 
 
 class PackagedPredictor:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from segopt_core.backends import attention
 from segopt_core.backends.errors import BackendUnavailable
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions, cpu_supports_bf16
@@ -76,7 +77,7 @@ def applied_at_load(options: VariantOptions) -> list[str]:
         steps.append("torch.ao.quantization.quantize_dynamic({nn.Linear}, qint8)")
     elif options.precision in ("bf16", "fp16"):
         steps.append(f"torch.autocast({options.device}, {options.precision})")
-    return steps
+    return steps + attention.build_steps(options.precision, options.device)
 
 
 def dynamic_int8_report(model: nn.Module) -> dict:
@@ -114,6 +115,7 @@ def load(
     if num_threads:
         torch.set_num_threads(num_threads)
     model, _ = prepare_model(folder, metadata, options)
+    model = attention.for_precision(model, options.precision, options.device)
     notes = {}
     if options.precision == "int8-dynamic":
         model, notes = quantize_dynamic_linear(model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from segopt_core.backends import (
     BackendUnavailable,
     CalibrationOptions,
     VariantOptions,
+    attention,
     load_predictor,
     segformer_safe_int8,
 )
@@ -63,6 +66,9 @@ class TestTorchBf16(BaseBackendTester):
 
     def test_metadata_says_whether_bf16_is_native(self, artifact):
         assert isinstance(artifact.metadata["bf16_native"], bool)
+
+    def test_metadata_says_the_attention_is_replaced(self, artifact):
+        assert any(attention.MATMUL_ATTENTION in step for step in artifact.metadata["applied_at_load"])
 
 
 class TestTorchInt8Dynamic(BaseBackendTester):
@@ -126,10 +132,27 @@ class TestTorchCompileFp32(BaseBackendTester):
             entry["file"]
         ]
 
+    def test_package_is_frozen(self, artifact):
+        """Inductor freezes (folds and pre-packs) weights only when compiling with grad off."""
+        (entry,) = artifact.metadata["packages"]
+        with zipfile.ZipFile(artifact.path / entry["file"]) as package:
+            sources = [package.read(n).decode() for n in package.namelist() if n.endswith(".cpp")]
+        assert sources and any("_frozen_param" in source for source in sources)
+
 
 @pytest.mark.slow
 class TestTorchCompileBf16(BaseBackendTester):
     options = VariantOptions("torch-compile", "bf16", fold_decode_head=True)
+
+    def test_metadata_says_the_attention_is_replaced(self, artifact):
+        assert any(attention.MATMUL_ATTENTION in step for step in artifact.metadata["compiled"])
+
+    def test_package_records_its_inductor_configs(self, artifact):
+        """A package rebuilt without layout optimization (inductor miscompile) says why."""
+        (entry,) = artifact.metadata["packages"]
+        assert entry["inductor_configs"]["freezing"] is True
+        rebuilt = entry["inductor_configs"].get("layout_optimization") is False
+        assert rebuilt == ("rebuilt_because" in entry)
 
 
 @pytest.mark.slow
