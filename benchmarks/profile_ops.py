@@ -57,6 +57,7 @@ KERNEL_KINDS = (
     ("convolution (patch embed, SR, depthwise, head)", ("convolution", "conv2d", "qconv")),
     ("attention (SDPA / bmm)", ("scaled_dot_product", "flash_attention", "bmm", "baddbmm")),
     ("upsampling", ("upsample",)),
+    ("attention softmax (inductor kernels)", ("_softmax",)),
     ("inductor fused kernels (LN, GELU, softmax, adds, layout)", ("cpp_fused", "kernel_cpp")),
 )
 
@@ -225,6 +226,7 @@ def markdown(title: str, ms: dict, forward_ms: float, cpu_ms: float, gflop: dict
 
 def main(argv: list[str] | None = None) -> None:
     """Profile one cell at batch 1 and print (or write) the Markdown tables."""
+    from segopt_core.backends import attention
     from segopt_core.backends.folding import fold_decode_head
     from segopt_core.models import build_model
     from segopt_core.variants import get_cell, tiny_cell
@@ -250,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     for precision in [p.strip() for p in args.compiled.split(",") if p.strip()]:
         torch._dynamo.reset()
         model = fold_decode_head(build_model(spec, seed=0)).eval()  # fresh: no hooks in the compiled graph
+        model = attention.for_precision(model, precision, "cpu")  # what segopt ships at this precision
         kinds, compiled_ms, cpu_ms = profile_compiled(model, x, args.iters, args.warmup, precision)
         text += "\n" + markdown(f"torch.compile {precision}, folded ({where})", kinds, compiled_ms, cpu_ms)
     print(text)

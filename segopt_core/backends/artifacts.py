@@ -161,6 +161,11 @@ def _check_packages(folder: Path, meta: dict) -> None:
             raise ArtifactError(
                 f"{path}: contents differ from the metadata's sha256 (corrupt?); rebuild the artifact"
             )
+        if "inductor_configs" not in entry:  # before 2026-11-29 the compile ran with grad on: no freezing
+            raise ArtifactError(
+                f"{path}: compiled without frozen weights by an older segopt (about 1.5x slower); "
+                "rebuild the artifact"
+            )
         aoti.check_machine(entry, folder)
 
 

@@ -85,6 +85,14 @@ def test_package_for_another_machine_is_refused(artifact_copy):
         load_predictor(artifact_copy)
 
 
+def test_package_from_before_frozen_compiles_is_refused(artifact_copy):
+    meta = json.loads((artifact_copy / METADATA_FILE).read_text())
+    del meta["packages"][0]["inductor_configs"]
+    (artifact_copy / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="without frozen weights by an older segopt.*rebuild"):
+        load_predictor(artifact_copy)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "corrupt"])
 def test_broken_package_names_the_file(artifact_copy, damage):
     path = artifact_copy / package_file(artifact_copy)
