@@ -66,14 +66,16 @@ def timed_rounds(calls: dict, rounds: int, iters: int) -> dict[str, float]:
 
 
 def jit_path(folder: Path, meta: dict, options):
-    """The pre-package path: torch.compile(freezing) of the folded model, autocast for bf16."""
+    """The pre-package path: torch.compile(freezing) of the model the package holds, autocast for bf16."""
     import torch
     import torch._inductor.config as inductor_config
 
+    from segopt_core.backends import attention
     from segopt_core.backends.torch_backends import TorchVariantPredictor, prepare_model
 
     inductor_config.freezing = True
     model, _ = prepare_model(folder, meta, options)
+    model = attention.for_precision(model, options.precision, options.device)  # as in the package
     compiled = torch.compile(model.eval(), backend="inductor", dynamic=False)
     autocast = torch.bfloat16 if options.precision == "bf16" else None
     return TorchVariantPredictor(compiled, "jit", options.precision, "cpu", autocast)
