@@ -72,6 +72,11 @@ def for_precision(model: nn.Module, precision: str, device: str) -> nn.Module:
     return with_matmul_attention(model) if used_for(precision, device) else model
 
 
+def recorded(steps: list[str]) -> bool:
+    """True when an artifact's recorded steps (`applied_at_load`) include the matmul attention."""
+    return any(MATMUL_ATTENTION in step for step in steps)
+
+
 def build_steps(precision: str, device: str) -> list[str]:
     """The metadata line saying the attention was replaced, where it is."""
     return [f"attention as matmul + 2-D softmax ({MATMUL_ATTENTION})"] if used_for(precision, device) else []

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segopt_core.backends import aoti, attention, torch_backends
-from segopt_core.backends.errors import ArtifactError, BackendUnavailable
+from segopt_core.backends.errors import ArtifactError, BackendUnavailable, VerificationError
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions
 from segopt_core.backends.quiet import quiet_library_warnings
@@ -119,17 +119,26 @@ def build_package(
     with quiet_library_warnings():
         module = exportable(model.to(options.device).eval(), options, shapes, calib)
         entry = aoti.compile_package(module, shapes, path, crop_hw)
+        tolerance = TOLERANCES[options.precision].max_rel_diff
         diff = package_vs_eager(module, path, shapes, options.device)
-        if diff <= TOLERANCES[options.precision].max_rel_diff:
+        if diff <= tolerance:
             return entry
         log.warning(
-            "%s: the package's logits are %.0f %% off the eager module's; rebuilding without inductor's "
-            "layout optimization (slower, correct)",
+            "%s: the package's logits differ from the eager module's by %.3g (relative; tolerance %.3g); "
+            "rebuilding without inductor's layout optimization (slower)",
             path,
-            100 * diff,
+            diff,
+            tolerance,
         )
         entry = aoti.compile_package(module, shapes, path, crop_hw, aoti.SAFE_INDUCTOR_CONFIGS)
-        return {**entry, "rebuilt_because": f"layout-optimized package was {diff:.2f} (relative) off eager"}
+        safe_diff = package_vs_eager(module, path, shapes, options.device)
+        if safe_diff > tolerance:
+            path.unlink(missing_ok=True)
+            raise VerificationError(
+                f"{path}: the compiled package differs from the eager module by {diff:.3g} (relative), and "
+                f"by {safe_diff:.3g} without layout optimization (tolerance {tolerance:.3g})"
+            )
+        return {**entry, "rebuilt_because": f"layout-optimized package was {diff:.3g} (relative) off eager"}
 
 
 def package_vs_eager(module: nn.Module, path: Path, shapes: aoti.PackageShapes, device: str) -> float:

@@ -115,7 +115,8 @@ def load(
     if num_threads:
         torch.set_num_threads(num_threads)
     model, _ = prepare_model(folder, metadata, options)
-    model = attention.for_precision(model, options.precision, options.device)
+    if attention.recorded(metadata.get("applied_at_load", [])):  # artifacts built before it keep SDPA
+        model = attention.with_matmul_attention(model)
     notes = {}
     if options.precision == "int8-dynamic":
         model, notes = quantize_dynamic_linear(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -12,8 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from segopt_core.backends import ArtifactError, ArtifactStore, aoti, load_predictor
+from segopt_core.backends import ArtifactError, ArtifactStore, VariantOptions, aoti, load_predictor
+from segopt_core.backends import compile as compile_backend
 from segopt_core.backends.artifacts import METADATA_FILE, check_artifact
+from segopt_core.backends.errors import VerificationError
+from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.verify import verification_inputs
 
 pytestmark = pytest.mark.slow
@@ -112,3 +116,40 @@ def test_truncated_package_is_rebuilt(tmp_path, tiny_model, tiny_spec, compiled_
     assert not rebuilt.reused and check_artifact(rebuilt.path)
     batch = verification_inputs((1, 3, 64, 64), seed=1)
     np.testing.assert_allclose(load_predictor(rebuilt.path)(batch), reference(tiny_model, batch), atol=1e-4)
+
+
+@pytest.fixture()
+def eager_check(monkeypatch):
+    """Replace the package-vs-eager comparison by the given sequence of differences."""
+
+    def use(*diffs: float) -> None:
+        values = iter(diffs)
+        monkeypatch.setattr(compile_backend, "package_vs_eager", lambda *args: next(values))
+
+    return use
+
+
+def build_tiny_package(tiny_model, folder):
+    shapes = aoti.PackageShapes(height=64, width=64)  # static: the quickest compile
+    options = VariantOptions("torch-compile", "fp32", fold_decode_head=True)
+    return shapes, compile_backend.build_package(
+        fold_decode_head(tiny_model), options, shapes, folder, (64, 64), None
+    )
+
+
+def test_a_package_that_disagrees_with_eager_is_rebuilt_without_layout_optimization(
+    tiny_model, tmp_path, eager_check, caplog
+):
+    eager_check(0.5, 0.0)
+    with caplog.at_level(logging.WARNING, logger="segopt.compile"):
+        shapes, entry = build_tiny_package(tiny_model, tmp_path)
+    assert entry["inductor_configs"] == aoti.SAFE_INDUCTOR_CONFIGS and "0.5" in entry["rebuilt_because"]
+    assert "rebuilding without inductor's layout optimization" in caplog.text
+    assert (tmp_path / aoti.PACKAGE_DIR / shapes.file_name).is_file()
+
+
+def test_a_package_still_off_after_the_rebuild_is_refused(tiny_model, tmp_path, eager_check):
+    eager_check(0.5, 0.4)
+    with pytest.raises(VerificationError, match=r"by 0\.5 .* by 0\.4 without layout optimization"):
+        build_tiny_package(tiny_model, tmp_path)
+    assert not list((tmp_path / aoti.PACKAGE_DIR).glob("*.pt2"))

@@ -16,6 +16,7 @@ from segopt_core.backends import (
     attention,
     load_predictor,
     segformer_safe_int8,
+    torch_backends,
 )
 from segopt_core.backends.verify import TOLERANCES, verification_inputs
 from segopt_core.predictor import Predictor
@@ -68,7 +69,19 @@ class TestTorchBf16(BaseBackendTester):
         assert isinstance(artifact.metadata["bf16_native"], bool)
 
     def test_metadata_says_the_attention_is_replaced(self, artifact):
-        assert any(attention.MATMUL_ATTENTION in step for step in artifact.metadata["applied_at_load"])
+        assert attention.recorded(artifact.metadata["applied_at_load"])
+        loaded = load_predictor(artifact.path).model
+        assert {m.config._attn_implementation for m in loaded.modules() if hasattr(m, "config")} == {
+            attention.MATMUL_ATTENTION
+        }
+
+    def test_artifacts_from_before_the_swap_keep_sdpa(self, artifact):
+        steps = [s for s in artifact.metadata["applied_at_load"] if not attention.recorded([s])]
+        older = {**artifact.metadata, "applied_at_load": steps}
+        loaded = torch_backends.load(artifact.path, older, self.options)
+        assert attention.MATMUL_ATTENTION not in {
+            m.config._attn_implementation for m in loaded.model.modules() if hasattr(m, "config")
+        }
 
 
 class TestTorchInt8Dynamic(BaseBackendTester):
