@@ -46,18 +46,29 @@ def _register() -> None:
     AttentionInterface.register(MATMUL_ATTENTION, matmul_attention)
 
 
+def _configs(model: nn.Module) -> list:
+    """The distinct transformers configs (with an attention implementation) inside `model`."""
+    found = {
+        id(m.config): m.config
+        for m in model.modules()
+        if hasattr(getattr(m, "config", None), "_attn_implementation")
+    }
+    return list(found.values())
+
+
+def implementations(model: nn.Module) -> set[str]:
+    """The attention implementations `model`'s transformers layers are set to use."""
+    return {config._attn_implementation for config in _configs(model)}
+
+
 def with_matmul_attention(model: nn.Module) -> nn.Module:
     """A copy of `model` whose SegFormer attention layers use `matmul_attention`; `model` is unchanged."""
     _register()
     copied = copy.deepcopy(model)
-    configs = {
-        id(m.config): m.config
-        for m in copied.modules()
-        if hasattr(getattr(m, "config", None), "_attn_implementation")
-    }
+    configs = _configs(copied)
     if not configs:
         raise ValueError(f"{type(model).__name__} has no transformers attention to replace")
-    for config in configs.values():
+    for config in configs:
         config._attn_implementation = MATMUL_ATTENTION
     return copied
 

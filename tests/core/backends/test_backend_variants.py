@@ -71,17 +71,13 @@ class TestTorchBf16(BaseBackendTester):
     def test_metadata_says_the_attention_is_replaced(self, artifact):
         assert attention.recorded(artifact.metadata["applied_at_load"])
         loaded = load_predictor(artifact.path).model
-        assert {m.config._attn_implementation for m in loaded.modules() if hasattr(m, "config")} == {
-            attention.MATMUL_ATTENTION
-        }
+        assert attention.implementations(loaded) == {attention.MATMUL_ATTENTION}
 
     def test_artifacts_from_before_the_swap_keep_sdpa(self, artifact):
         steps = [s for s in artifact.metadata["applied_at_load"] if not attention.recorded([s])]
         older = {**artifact.metadata, "applied_at_load": steps}
         loaded = torch_backends.load(artifact.path, older, self.options)
-        assert attention.MATMUL_ATTENTION not in {
-            m.config._attn_implementation for m in loaded.model.modules() if hasattr(m, "config")
-        }
+        assert attention.implementations(loaded.model) == {"sdpa"}
 
 
 class TestTorchInt8Dynamic(BaseBackendTester):
