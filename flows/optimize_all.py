@@ -36,7 +36,7 @@ from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.results import machine_id
 from segopt_core.pipeline.stages import EvalSource
 from segopt_core.settings import load_settings
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 from tasks.benchmark import benchmark_variant, ensure_device_limit
 from tasks.discover import discover_checkpoints, load_cached_results
 from tasks.evaluate import evaluate_variant, prepare_samples
@@ -152,7 +152,7 @@ class Plan:
     todo: list[VariantJob]
     source: EvalSource
 
-    def with_specs(self, records: list[VariantRecord]) -> list[tuple[VariantRecord, VariantSpec]]:
+    def with_specs(self, records: list[VariantRecord]) -> list[tuple[VariantRecord, CellSpec]]:
         """Each record with its checkpoint's cell."""
         spec_of = {job.key: job.checkpoint.spec for job in self.jobs}
         return [(record, spec_of[record.cache_key]) for record in records]
@@ -192,7 +192,7 @@ def build_stage(plan: Plan, run: Run) -> list[VariantRecord]:
 
 
 def benchmark_stage(
-    items: list[tuple[VariantRecord, VariantSpec]], params: BenchmarkParams, cache_root: str | None = None
+    items: list[tuple[VariantRecord, CellSpec]], params: BenchmarkParams, cache_root: str | None = None
 ) -> list[VariantRecord]:
     """Benchmark the built variants, one at a time per device (nothing else runs during a measurement);
     the others pass through."""
@@ -212,7 +212,7 @@ def benchmark_stage(
 
 
 def evaluate_stage(
-    items: list[tuple[VariantRecord, VariantSpec]], source: EvalSource, cache_root: str
+    items: list[tuple[VariantRecord, CellSpec]], source: EvalSource, cache_root: str
 ) -> list[VariantRecord]:
     """Accuracy vs fp32 (labels or agreement) of the measured variants, each cached once finished; the
     others pass through."""

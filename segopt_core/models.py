@@ -1,4 +1,4 @@
-"""Build SegFormer models from variant specs (random init, never a download)."""
+"""Build SegFormer models from cell specs (random init, never a download)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import torch
 from torch import nn
 from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 
-def hf_config(spec: VariantSpec) -> SegformerConfig:
+def hf_config(spec: CellSpec) -> SegformerConfig:
     """The transformers SegformerConfig for a cell, with its class names as id2label."""
     enc = spec.encoder
     names = spec.dataset.class_names if spec.num_labels_override is None else None
@@ -35,7 +35,7 @@ def hf_config(spec: VariantSpec) -> SegformerConfig:
     )
 
 
-def build_hf_model(spec: VariantSpec, seed: int = 0) -> SegformerForSemanticSegmentation:
+def build_hf_model(spec: CellSpec, seed: int = 0) -> SegformerForSemanticSegmentation:
     """A random-init transformers SegFormer for a cell, in eval mode."""
     torch.manual_seed(seed)
     model = SegformerForSemanticSegmentation(hf_config(spec))
@@ -54,7 +54,7 @@ class LogitsModel(nn.Module):
         return out.logits if hasattr(out, "logits") else out
 
 
-def build_model(spec: VariantSpec, seed: int = 0) -> LogitsModel:
+def build_model(spec: CellSpec, seed: int = 0) -> LogitsModel:
     """A random-init SegFormer for a cell wrapped as a LogitsModel."""
     return LogitsModel(build_hf_model(spec, seed)).eval()
 

@@ -69,7 +69,7 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
-class VariantSpec:
+class CellSpec:
     """One cell of the matrix: encoder × resolution × dataset, everything a model and its evaluation need."""
 
     name: str
@@ -196,7 +196,7 @@ def _test_scale(data: DatasetSpec, resolution: int) -> tuple[int, int]:
     return (round(data.test_scale[0] * factor), resolution)
 
 
-def make_cell(encoder: str, resolution: int, dataset: str) -> VariantSpec:
+def make_cell(encoder: str, resolution: int, dataset: str) -> CellSpec:
     """Build the spec of one (encoder, resolution, dataset) combination, inside the matrix or not."""
     data = DATASETS[dataset]
     if data.inference_mode == "slide":
@@ -205,7 +205,7 @@ def make_cell(encoder: str, resolution: int, dataset: str) -> VariantSpec:
     else:
         stride, mode = None, "whole"
     test_scale = _test_scale(data, resolution)
-    return VariantSpec(
+    return CellSpec(
         name=cell_name(encoder, resolution, dataset),
         encoder=ENCODERS[encoder],
         decoder_hidden_size=DECODER_HIDDEN_SIZE[encoder],
@@ -225,10 +225,10 @@ _MATRIX = (
     ("b4", 512, "ade20k"), ("b4", 1024, "cityscapes"),
     ("b5", 640, "ade20k"), ("b5", 1024, "cityscapes"),
 )  # fmt: skip
-CELLS: dict[str, VariantSpec] = {c.name: c for c in (make_cell(*args) for args in _MATRIX)}
+CELLS: dict[str, CellSpec] = {c.name: c for c in (make_cell(*args) for args in _MATRIX)}
 
 
-def get_cell(name: str) -> VariantSpec:
+def get_cell(name: str) -> CellSpec:
     """Look a matrix cell up by name; unknown names raise KeyError listing the valid ones."""
     try:
         return CELLS[name.lower()]
@@ -236,7 +236,7 @@ def get_cell(name: str) -> VariantSpec:
         raise KeyError(f"unknown cell {name!r}; valid cells: {', '.join(CELLS)}") from None
 
 
-def select_cells(patterns: list[str] | None) -> list[VariantSpec]:
+def select_cells(patterns: list[str] | None) -> list[CellSpec]:
     """Cells whose names contain any of the patterns (all cells when None/empty)."""
     if not patterns:
         return list(CELLS.values())
@@ -247,14 +247,14 @@ def select_cells(patterns: list[str] | None) -> list[VariantSpec]:
 
 
 def custom_cell(
-    base: VariantSpec,
+    base: CellSpec,
     *,
     encoder: EncoderSpec | None = None,
     decoder_hidden_size: int | None = None,
     num_labels: int | None = None,
     crop_size: tuple[int, int] | None = None,
     name: str | None = None,
-) -> VariantSpec:
+) -> CellSpec:
     """A non-matrix cell derived from a matrix one (custom classes, resolution or encoder)."""
     crop = crop_size or base.crop_size
     # mmseg scales the test scale with the crop (b5 640 -> (2048, 640)); keep that ratio for custom crops.
@@ -275,7 +275,7 @@ def custom_cell(
     )
 
 
-def tiny_cell(dataset: str = "ade20k", resolution: int = 64, num_labels: int | None = None) -> VariantSpec:
+def tiny_cell(dataset: str = "ade20k", resolution: int = 64, num_labels: int | None = None) -> CellSpec:
     """A tiny custom cell for tests and quick demos (transformers' own SegFormer test sizes)."""
     tiny = EncoderSpec("tiny", hidden_sizes=(8, 8, 16, 16), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2))
     base = make_cell("b0", 512 if dataset == "ade20k" else 1024, dataset)

@@ -14,7 +14,7 @@ from prefect.concurrency.sync import concurrency
 from segopt_core.benchmark import device_lock
 from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.stages import benchmark_record_isolated, recall_stage, remember
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 # A holder renews its lease while it measures; a dead holder's lease expires after this long on a
 # persistent server (its repossessor frees the slot). Ephemeral servers keep leases in memory and lose them
@@ -88,7 +88,7 @@ def device_slot(device: str, key: str, log) -> Iterator[None]:
 @task(name="benchmark-variant", task_run_name="benchmark {record.variant} · {spec.name}")
 def benchmark_variant(
     record: VariantRecord,
-    spec: VariantSpec,
+    spec: CellSpec,
     batch_sizes: list[int],
     warmup: int,
     iters: int,

@@ -7,12 +7,12 @@ from prefect import task
 from segopt_core.pipeline import stages
 from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.stages import EvalSource, check_data, evaluate_record, remember
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 
 @task(name="prepare-samples", task_run_name="prepare-samples")
 def prepare_samples(
-    work_dir: str, specs: list[VariantSpec], data_dir: str | None, limit: int | None
+    work_dir: str, specs: list[CellSpec], data_dir: str | None, limit: int | None
 ) -> EvalSource:
     """The evaluation source: the labelled data dir when given (checked now, before anything is built:
     a bad dataset raises DatasetError naming the file), else synthetic sample images."""
@@ -26,7 +26,7 @@ def prepare_samples(
 
 @task(name="evaluate-variant", task_run_name="evaluate {record.variant} · {spec.name}")
 def evaluate_variant(
-    record: VariantRecord, spec: VariantSpec, source: EvalSource, cache_root: str
+    record: VariantRecord, spec: CellSpec, source: EvalSource, cache_root: str
 ) -> VariantRecord:
     """The record with its accuracy, stored in the result cache once complete."""
     return remember(evaluate_record(record, spec, source), cache_root)

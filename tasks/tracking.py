@@ -136,7 +136,7 @@ def _variant_metrics(group: pd.DataFrame, now: int) -> list:
 def _variant_params(first: pd.Series, group: pd.DataFrame) -> dict[str, Any]:
     options = json.loads(first["options"] or "{}")
     params = {k: first[k] for k in ("checkpoint", "checkpoint_sha256", "backend", "precision", "variant")}
-    params |= {"cell": first["model"], "batch_sizes": ",".join(str(b) for b in group["batch_size"].dropna())}
+    params |= {"cell": first["cell"], "batch_sizes": ",".join(str(b) for b in group["batch_size"].dropna())}
     params |= {"artifact": _text(first["artifact"]), "accuracy_measure": _text(first["accuracy_measure"])}
     params |= {"eval_mode": _text(first["eval_mode"]), "eval_images": _text(first["eval_images"])}
     params |= {f"option.{k}": json.dumps(v) if isinstance(v, dict | list) else v for k, v in options.items()}
@@ -155,9 +155,9 @@ def _log_variant(
         **tags,
         "mlflow.parentRunId": parent,
         "segopt.variant": first["variant"],
-        "cell": first["model"],
+        "cell": first["cell"],
     }
-    run = client.create_run(experiment, start_time=start, run_name=f"{first['variant']} · {first['model']}",
+    run = client.create_run(experiment, start_time=start, run_name=f"{first['variant']} · {first['cell']}",
                             tags=run_tags)  # fmt: skip
     run_id = run.info.run_id
     row_tags = {
@@ -213,7 +213,7 @@ def _recommendation_note(recs: pd.DataFrame, frame: pd.DataFrame, child_ids: dic
     """The parent run's description: per cell, the variant to ship with its figures and a link to its run."""
     if recs.empty:
         return "No variant passed the accuracy gate: nothing to recommend."
-    first = recs.sort_values("batch_size").drop_duplicates(["model", "checkpoint"]).sort_values("model")
+    first = recs.sort_values("batch_size").drop_duplicates(["cell", "checkpoint"]).sort_values("cell")
     head = "| cell | ship | p50 ms bs1 | p50 ms bs8 | speedup | accuracy vs fp32 | size MiB | artifact |"
     batch = int(first["batch_size"].min())
     title = f"**Recommended** (fastest that passed the accuracy gate, at batch {batch}):"
@@ -222,15 +222,15 @@ def _recommendation_note(recs: pd.DataFrame, frame: pd.DataFrame, child_ids: dic
         rows = frame[(frame["checkpoint"] == r["checkpoint"]) & (frame["variant"] == r["variant"])]
         link = f"#/experiments/{experiment}/runs/{child_ids.get((r['checkpoint'], r['variant']), '')}"
         lines.append(
-            f"| {r['model']} | [{r['variant']}]({link}) | {_p50(rows, 1)} | {_p50(rows, 8)} | "
+            f"| {r['cell']} | [{r['variant']}]({link}) | {_p50(rows, 1)} | {_p50(rows, 8)} | "
             f"{_number(r['speedup_vs_torch_fp32']) or 0:.2f}× | "
             f"{accuracy_label(r['accuracy_measure'])} {100 * (_number(r['miou_ratio']) or 0):.1f} % | "
             f"{_number(r['model_size_mb']) or 0:.2f} | `{r['artifact']}` |"
         )
-    others = recs.merge(first[["model", "checkpoint", "variant"]], how="left", on=["model", "checkpoint"],
+    others = recs.merge(first[["cell", "checkpoint", "variant"]], how="left", on=["cell", "checkpoint"],
                         suffixes=("", "_first"))  # fmt: skip
     others = others[others["variant"] != others["variant_first"]]
-    lines += [""] + [f"- at batch {int(r['batch_size'])}, {r['model']}: `{r['variant']}` is faster"
+    lines += [""] + [f"- at batch {int(r['batch_size'])}, {r['cell']}: `{r['variant']}` is faster"
                      for _, r in others.iterrows()]  # fmt: skip
     lines.append("\n⚠: measured while the machine was busy (see summary.md, *Measurements to distrust*).")
     return "\n".join(lines)

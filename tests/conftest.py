@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from segopt_core.models import LogitsModel, build_hf_model  # noqa: E402
-from segopt_core.variants import VariantSpec, tiny_cell  # noqa: E402
+from segopt_core.variants import CellSpec, tiny_cell  # noqa: E402
 
 torch.set_num_threads(2)
 
@@ -36,13 +36,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def tiny_spec() -> VariantSpec:
+def tiny_spec() -> CellSpec:
     """A tiny ADE20K-like custom cell at 64x64 with 150 classes."""
     return tiny_cell("ade20k", 64)
 
 
 @pytest.fixture(scope="session")
-def tiny_city_spec() -> VariantSpec:
+def tiny_city_spec() -> CellSpec:
     """A tiny Cityscapes-like custom cell at 64x64 with 19 classes (slide inference)."""
     return tiny_cell("cityscapes", 64)
 

@@ -91,3 +91,13 @@ def test_the_cycle_check_finds_a_cycle():
         "a",
     ]
     assert find_cycle({"a": {"b": ["a.py"]}, "b": {}}) is None
+
+
+def test_the_docs_show_the_row_schemas_as_the_code_defines_them():
+    """docs/benchmark.md and docs/orchestration.md hold the tables `schema_markdown()` makes, verbatim."""
+    from segopt_core.benchmark.schema import schema_markdown as benchmark_columns
+    from segopt_core.reports.schema import schema_markdown as result_columns
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    assert benchmark_columns() in (docs / "benchmark.md").read_text(encoding="utf-8")
+    assert result_columns() in (docs / "orchestration.md").read_text(encoding="utf-8")

@@ -29,29 +29,15 @@ from segopt_core.atomic import write_json_atomic
 from segopt_core.backends.errors import ArtifactError, CalibrationError
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions
+from segopt_core.backends.registry import get_backend
 from segopt_core.backends.source import spec_to_dict
 from segopt_core.backends.verify import verify_predictor
 from segopt_core.models import parameter_count
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 MIN_CALIBRATION_IMAGES = 4
-BACKEND_MODULES = {
-    "torch": "segopt_core.backends.torch_backends",
-    "torch-compile": "segopt_core.backends.compile",
-    "onnxruntime": "segopt_core.backends.ort",
-    "tensorrt": "segopt_core.backends.tensorrt",
-    "openvino": "segopt_core.backends.openvino",
-}
-
-
-def backend_module(backend: str):
-    """The module implementing `build(...)` and `load(...)` for a backend name."""
-    try:
-        return importlib.import_module(BACKEND_MODULES[backend])
-    except KeyError:
-        raise KeyError(f"unknown backend {backend!r}; valid: {', '.join(BACKEND_MODULES)}") from None
 
 
 @dataclass(frozen=True)
@@ -248,7 +234,7 @@ class ArtifactStore:
         options: VariantOptions,
         calib_images: Sequence[np.ndarray] | np.ndarray | None = None,
         *,
-        spec: VariantSpec | None = None,
+        spec: CellSpec | None = None,
         sha256: str | None = None,
         force: bool = False,
     ) -> Artifact:
@@ -276,7 +262,7 @@ class ArtifactStore:
 
     def _build_into(self, model, spec, sha256, options, calib, tmp: Path) -> dict:
         """Run the backend's build + load + verification inside `tmp`; returns the final metadata."""
-        module = backend_module(options.backend)
+        module = get_backend(options.backend).module()
         meta = _base_metadata(spec, sha256, options, calib)
         start = time.perf_counter()
         meta.update(module.build(model.eval(), spec, options, tmp, calib))
@@ -347,9 +333,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _unpack_source(
-    source, spec: VariantSpec | None, sha256: str | None
-) -> tuple[nn.Module, VariantSpec, str]:
+def _unpack_source(source, spec: CellSpec | None, sha256: str | None) -> tuple[nn.Module, CellSpec, str]:
     """(model, spec, sha256) from a LoadedCheckpoint-like object or a bare module + keywords."""
     if isinstance(source, nn.Module):
         if spec is None:
@@ -364,7 +348,7 @@ def _unpack_source(
         ) from None
 
 
-def _base_metadata(spec: VariantSpec, sha256: str, options: VariantOptions, calib: np.ndarray | None) -> dict:
+def _base_metadata(spec: CellSpec, sha256: str, options: VariantOptions, calib: np.ndarray | None) -> dict:
     """The metadata fields known before building."""
     return {
         "format_version": FORMAT_VERSION,
@@ -421,4 +405,4 @@ def load_predictor(artifact: str | Path | Artifact, *, num_threads: int | None =
     folder = artifact.path if isinstance(artifact, Artifact) else Path(artifact)
     meta = check_artifact(folder)
     options = VariantOptions.from_dict(meta["options"])
-    return backend_module(options.backend).load(folder, meta, options, num_threads=num_threads)
+    return get_backend(options.backend).module().load(folder, meta, options, num_threads=num_threads)

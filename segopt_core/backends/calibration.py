@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from segopt_core.backends.errors import CalibrationError
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -33,7 +33,7 @@ def _folder_images(root: Path, limit: int) -> list[np.ndarray]:
     return [read_image(p) for p in files[:limit]]
 
 
-def load_calibration_images(root: str | Path, spec: VariantSpec, num_images: int) -> np.ndarray:
+def load_calibration_images(root: str | Path, spec: CellSpec, num_images: int) -> np.ndarray:
     """(N,3,H,W) float32: up to num_images images resized to the cell's crop size and preprocessed."""
     import cv2
 

@@ -27,7 +27,7 @@ from segopt_core.backends.quiet import quiet_library_warnings
 from segopt_core.backends.source import save_source
 from segopt_core.backends.torch_backends import prepare_model
 from segopt_core.backends.verify import TOLERANCES
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 CALIB_FILE = "calibration.safetensors"
 log = logging.getLogger("segopt.compile")
@@ -55,9 +55,14 @@ def pt2e_api():
     )
 
 
-def check_available(options: VariantOptions) -> dict:
+def check_available(options: VariantOptions) -> None:
+    """BackendUnavailable where this variant cannot run here (no CUDA, no torchao for PT2E)."""
+    availability_notes(options)
+
+
+def availability_notes(options: VariantOptions) -> dict:
     """BackendUnavailable where this variant cannot run; notes otherwise."""
-    notes = torch_backends.check_precision_available(options)
+    notes = torch_backends.availability_notes(options)
     if options.precision == "int8-static":
         pt2e_api()
     return notes
@@ -151,11 +156,11 @@ def package_vs_eager(module: nn.Module, path: Path, shapes: aoti.PackageShapes, 
     return float((packaged - eager).abs().max() / eager.abs().max().clamp_min(1e-12))
 
 
-def build(model: nn.Module, spec: VariantSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
+def build(model: nn.Module, spec: CellSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
     """Source weights, calibration images and the AOTInductor package for the cell's crop size."""
     from safetensors.torch import save_file
 
-    notes = check_available(options)
+    notes = availability_notes(options)
     meta = save_source(model, folder)
     calib_tensor = None if calib is None else torch.from_numpy(np.ascontiguousarray(calib))
     if calib_tensor is not None:

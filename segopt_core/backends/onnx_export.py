@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from segopt_core.backends.errors import OnnxModelError
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 OPSET = 17  # first opset with LayerNormalization as one op (ORT fuses it; fp16 block lists can name it)
 INPUT_NAME = "pixel_values"
@@ -25,12 +25,12 @@ DYNAMIC_AXES = {
 }
 
 
-def export_shape(spec: VariantSpec) -> tuple[int, int, int, int]:
+def export_shape(spec: CellSpec) -> tuple[int, int, int, int]:
     """The example input used for export: batch 2 at the cell's crop size."""
     return (2, 3, *spec.crop_size)
 
 
-def export_onnx(model: nn.Module, spec: VariantSpec, path: Path, opset: int = OPSET) -> dict:
+def export_onnx(model: nn.Module, spec: CellSpec, path: Path, opset: int = OPSET) -> dict:
     """Export, run onnx.checker (full_check) and return what the metadata records."""
     example = torch.randn(*export_shape(spec))
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():

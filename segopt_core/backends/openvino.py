@@ -21,7 +21,7 @@ from segopt_core.backends.errors import ArtifactError, BackendUnavailable
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions, openvino_installed  # noqa: F401 (re-export)
 from segopt_core.backends.quiet import quiet_library_warnings
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 MODEL_FILE = "model.xml"
 INPUT_NAME = "pixel_values"
@@ -81,7 +81,7 @@ class OpenVinoPredictor:
 # --- build ---------------------------------------------------------------------------------------------
 
 
-def convert(model: nn.Module, spec: VariantSpec):
+def convert(model: nn.Module, spec: CellSpec):
     """`ov.convert_model` of a LogitsModel with dynamic batch, height and width (traced at batch 2)."""
     ov = openvino()
     h, w = spec.crop_size
@@ -113,7 +113,7 @@ def quantize_int8(ov_model, calib: np.ndarray):
     )
 
 
-def build(model: nn.Module, spec: VariantSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
+def build(model: nn.Module, spec: CellSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
     """Convert (folded if asked), quantize for int8-static, and save folder/model.xml + model.bin."""
     check_available(options)
     ov = openvino()

@@ -6,23 +6,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from segopt_core.backends.registry import BACKENDS as REGISTRY
 from segopt_core.cpuinfo import cpu_has_any
 
-BACKENDS = ("torch", "torch-compile", "onnxruntime", "tensorrt", "openvino")
+BACKENDS = tuple(REGISTRY)  # declared, with their precisions and devices, in backends/registry.py
 PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PRESETS = ("segformer-safe",)
 DEVICES = ("cpu", "cuda")
-CUDA_ONLY_BACKENDS = ("tensorrt",)  # their variants need no "-cuda" in the name
-
-# Which precisions each backend implements (anything else is a user error, not a skip).
-SUPPORTED = {
-    "torch": ("fp32", "fp16", "bf16", "int8-dynamic"),
-    "torch-compile": ("fp32", "bf16", "int8-static"),  # int8-static = PT2E + X86InductorQuantizer
-    "onnxruntime": ("fp32", "fp16", "int8-dynamic", "int8-static"),
-    "tensorrt": ("fp32", "fp16", "int8-static"),
-    "openvino": ("fp32", "bf16", "int8-static"),  # int8-static = NNCF post-training quantization
-}
 
 
 @dataclass(frozen=True)
@@ -61,10 +52,11 @@ class VariantOptions:
         self._check_choice("backend", self.backend, BACKENDS)
         self._check_choice("precision", self.precision, PRECISIONS)
         self._check_choice("device", self.device, DEVICES)
-        if self.precision not in SUPPORTED[self.backend]:
+        backend = REGISTRY[self.backend]
+        if self.precision not in backend.precisions:
             raise ValueError(
                 f"backend {self.backend!r} does not implement precision {self.precision!r}; "
-                f"valid for it: {', '.join(SUPPORTED[self.backend])}"
+                f"valid for it: {', '.join(backend.precisions)}"
             )
         if self.preset is not None:
             self._check_choice("preset", self.preset, PRESETS)
@@ -76,8 +68,12 @@ class VariantOptions:
             object.__setattr__(self, "calibration", CalibrationOptions())
         if self.precision != "int8-static" and self.calibration is not None:
             raise ValueError(f"calibration options only apply to int8-static, not {self.precision!r}")
-        if self.backend == "tensorrt" or (self.precision == "fp16" and self.backend == "torch"):
+        if backend.cuda_only or (self.precision == "fp16" and self.backend == "torch"):
             object.__setattr__(self, "device", "cuda")  # these exist only on CUDA
+        if self.device not in backend.devices:
+            raise ValueError(
+                f"backend {self.backend!r} runs on {', '.join(backend.devices)} only, not {self.device!r}"
+            )
 
     @staticmethod
     def _check_choice(what: str, value: object, valid: tuple[str, ...]) -> None:
@@ -97,7 +93,7 @@ class VariantOptions:
             parts.append("per-tensor")
         if self.fold_decode_head:
             parts.append("folded")
-        if self.device == "cuda" and self.backend not in CUDA_ONLY_BACKENDS:
+        if self.device == "cuda" and not REGISTRY[self.backend].cuda_only:
             parts.append("cuda")  # apart from the same variant on the CPU (e.g. the torch-fp32 reference)
         return "-".join(parts)
 

@@ -17,7 +17,7 @@ from segopt_core.backends.errors import ArtifactError, BackendUnavailable, OnnxM
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.onnx_export import OPSET, check_segformer_io, export_onnx
 from segopt_core.backends.options import VariantOptions
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 MODEL_FILE = "model.onnx"
 # Kept in fp32 by the fp16 conversion: normalisation/softmax statistics overflow or lose precision in fp16,
@@ -65,6 +65,11 @@ def require_providers(wanted: list[str]) -> list[str]:
     return [p for p in wanted if p in available]
 
 
+def check_available(options: VariantOptions) -> None:
+    """BackendUnavailable where ONNX Runtime or the device's execution provider is missing."""
+    require_providers(PROVIDERS[options.device])
+
+
 def make_session(path: Path, device: str = "cpu", num_threads: int | None = None):
     """An InferenceSession with all graph optimisations; OnnxModelError for unreadable/incompatible files."""
     ort = import_onnxruntime()
@@ -99,9 +104,9 @@ def load_onnx_predictor(
 # --- build ---------------------------------------------------------------------------------------------
 
 
-def build(model: nn.Module, spec: VariantSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
+def build(model: nn.Module, spec: CellSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
     """Export (folded if asked), convert/quantize, and write folder/model.onnx."""
-    require_providers(PROVIDERS[options.device])  # before the export: a missing runtime is a skip
+    check_available(options)  # before the export: a missing runtime is a skip
     graph = fold_decode_head(model) if options.fold_decode_head else model
     fp32_path = folder / "model.fp32.onnx"
     opset = int(dict(options.extra).get("opset", OPSET))  # e.g. extra=(("opset", "18"),)

@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 from segopt_core.backends.errors import ArtifactError
-from segopt_core.variants import DatasetSpec, EncoderSpec, VariantSpec
+from segopt_core.variants import CellSpec, DatasetSpec, EncoderSpec
 
 SOURCE_FILE = "source.safetensors"
 
 
-def spec_to_dict(spec: VariantSpec) -> dict:
-    """JSON-able form of a VariantSpec (tuples become lists)."""
+def spec_to_dict(spec: CellSpec) -> dict:
+    """JSON-able form of a CellSpec (tuples become lists)."""
     data = asdict(spec)
     data["num_labels_override"] = spec.num_labels_override
     return data
@@ -26,13 +26,13 @@ def _tuplify(value: object) -> object:
     return tuple(_tuplify(v) for v in value) if isinstance(value, list) else value
 
 
-def spec_from_dict(data: dict) -> VariantSpec:
+def spec_from_dict(data: dict) -> CellSpec:
     """Inverse of `spec_to_dict`."""
     enc = EncoderSpec(**{k: _tuplify(v) for k, v in data["encoder"].items()})
     ds = DatasetSpec(**{k: _tuplify(v) for k, v in data["dataset"].items()})
-    names = {f.name for f in fields(VariantSpec)} - {"encoder", "dataset"}
+    names = {f.name for f in fields(CellSpec)} - {"encoder", "dataset"}
     rest = {k: _tuplify(v) for k, v in data.items() if k in names}
-    return VariantSpec(encoder=enc, dataset=ds, **rest)
+    return CellSpec(encoder=enc, dataset=ds, **rest)
 
 
 def hf_segformer(model: nn.Module) -> nn.Module | None:
@@ -78,7 +78,7 @@ def save_source(model: nn.Module, folder: Path) -> dict:
     return {"model_kind": kind, "wrapped": wrapped, "source_file": SOURCE_FILE, "norm_eps": norm_eps(model)}
 
 
-def build_empty(kind: str, spec: VariantSpec, wrapped: bool = True) -> nn.Module:
+def build_empty(kind: str, spec: CellSpec, wrapped: bool = True) -> nn.Module:
     """An uninitialised model of the right class for a spec, ready for load_state_dict."""
     from segopt_core.checkpoints.loading import build_empty_model
     from segopt_core.models import LogitsModel
@@ -89,7 +89,7 @@ def build_empty(kind: str, spec: VariantSpec, wrapped: bool = True) -> nn.Module
     return LogitsModel(inner) if wrapped else inner
 
 
-def load_source(folder: Path, metadata: dict) -> tuple[nn.Module, VariantSpec]:
+def load_source(folder: Path, metadata: dict) -> tuple[nn.Module, CellSpec]:
     """Rebuild the fp32 eval model stored in an artifact folder."""
     from safetensors.torch import load_file
 

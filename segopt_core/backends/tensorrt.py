@@ -15,7 +15,7 @@ from segopt_core.backends.errors import ArtifactError, BackendUnavailable
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from segopt_core.backends.options import VariantOptions
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 ENGINE_FILE = "model.engine"
 ONNX_FILE = "model.onnx"
@@ -40,7 +40,12 @@ def require_tensorrt():
     return trt
 
 
-def profile_shapes(spec: VariantSpec) -> dict[str, tuple[int, int, int, int]]:
+def check_available(options: VariantOptions) -> None:
+    """BackendUnavailable where TensorRT or a CUDA device is missing."""
+    require_tensorrt()
+
+
+def profile_shapes(spec: CellSpec) -> dict[str, tuple[int, int, int, int]]:
     """min/opt/max input shapes of the optimization profile."""
     h, w = spec.crop_size
     big = (h, w) if spec.inference_mode == "slide" else (max(spec.test_scale), max(spec.test_scale))
@@ -77,7 +82,7 @@ def _int8_calibrator(trt, calib: np.ndarray, cache: Path):
     return Calibrator()
 
 
-def build(model: nn.Module, spec: VariantSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
+def build(model: nn.Module, spec: CellSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
     """Export ONNX, build and serialize the engine into folder/model.engine."""
     trt = require_tensorrt()
     graph = fold_decode_head(model) if options.fold_decode_head else model

@@ -19,7 +19,7 @@ from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.options import VariantOptions, cpu_supports_bf16
 from segopt_core.backends.quiet import quiet_library_warnings
 from segopt_core.backends.source import load_source, save_source, torch_device
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -49,7 +49,12 @@ class TorchVariantPredictor:
         return out.float().cpu().numpy()
 
 
-def check_precision_available(options: VariantOptions) -> dict:
+def check_available(options: VariantOptions) -> None:
+    """BackendUnavailable where this variant cannot run here (no CUDA, fp16 on the CPU)."""
+    availability_notes(options)
+
+
+def availability_notes(options: VariantOptions) -> dict:
     """Raise BackendUnavailable for impossible combinations; return notes about slow/emulated ones."""
     torch_device(options.device)  # CUDA present when asked for
     if options.precision == "fp16" and options.device != "cuda":
@@ -62,9 +67,9 @@ def check_precision_available(options: VariantOptions) -> dict:
     return {"bf16_native": True} if options.precision == "bf16" else {}
 
 
-def build(model: nn.Module, spec: VariantSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
+def build(model: nn.Module, spec: CellSpec, options: VariantOptions, folder: Path, calib=None) -> dict:
     """Write the source weights; the variant itself is re-created by `load`."""
-    notes = check_precision_available(options)
+    notes = availability_notes(options)
     if options.precision == "int8-dynamic":
         notes.update(dynamic_int8_report(fold_decode_head(model) if options.fold_decode_head else model))
     return {**save_source(model, folder), **notes, "applied_at_load": applied_at_load(options)}
@@ -99,7 +104,7 @@ def quantize_dynamic_linear(model: nn.Module) -> tuple[nn.Module, dict]:
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8), report
 
 
-def prepare_model(folder: Path, metadata: dict, options: VariantOptions) -> tuple[nn.Module, VariantSpec]:
+def prepare_model(folder: Path, metadata: dict, options: VariantOptions) -> tuple[nn.Module, CellSpec]:
     """The stored source model with the variant's graph transforms (folding) applied."""
     model, spec = load_source(folder, metadata)
     if options.fold_decode_head:
@@ -111,7 +116,7 @@ def load(
     folder: Path, metadata: dict, options: VariantOptions, num_threads: int | None = None
 ) -> TorchVariantPredictor:
     """Re-create the eager variant from an artifact folder."""
-    check_precision_available(options)
+    availability_notes(options)
     if num_threads:
         torch.set_num_threads(num_threads)
     model, _ = prepare_model(folder, metadata, options)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from segopt_core.backends.errors import VerificationError
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def round_shape(value: float) -> int:
     return max(64, int(value) // 32 * 32)
 
 
-def verification_shapes(spec: VariantSpec) -> list[tuple[int, int, int, int]]:
+def verification_shapes(spec: CellSpec) -> list[tuple[int, int, int, int]]:
     """Two (N,3,H,W) shapes different from the build shape (batch 2 at crop size)."""
     h, w = spec.crop_size
     return [
@@ -84,7 +84,7 @@ def reference_logits(model: nn.Module, batch: np.ndarray) -> np.ndarray:
     return model.float().eval()(torch.from_numpy(batch)).numpy()
 
 
-def verify_predictor(reference: nn.Module, predictor, spec: VariantSpec, precision: str) -> dict:
+def verify_predictor(reference: nn.Module, predictor, spec: CellSpec, precision: str) -> dict:
     """Compare at two shapes; returns the figures, or raises VerificationError with them in the message."""
     tol = TOLERANCES[precision]
     shapes = []

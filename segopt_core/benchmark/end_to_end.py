@@ -10,14 +10,14 @@ import numpy as np
 
 from segopt_core.errors import SegoptError
 from segopt_core.predictor import Predictor
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 
 class EndToEndError(SegoptError, ValueError):
     """The end-to-end benchmark cannot run with the given inputs."""
 
 
-def default_image_size(spec: VariantSpec) -> tuple[int, int]:
+def default_image_size(spec: CellSpec) -> tuple[int, int]:
     """A typical raw image (h, w) for the cell: 4:3 at the test scale (whole) or the full scale (slide)."""
     long_side, short_side = max(spec.test_scale), min(spec.test_scale)
     if spec.inference_mode == "slide":
@@ -47,7 +47,7 @@ def write_sample_images(out_dir: str | Path, size: tuple[int, int], n: int = 8, 
 class EndToEnd:
     """A callable pipeline: each call decodes the next `batch_size` files and returns full-size masks."""
 
-    def __init__(self, predictor: Predictor, spec: VariantSpec, image_paths: Sequence[str | Path]) -> None:
+    def __init__(self, predictor: Predictor, spec: CellSpec, image_paths: Sequence[str | Path]) -> None:
         if not image_paths:
             raise EndToEndError("end-to-end scope needs image files: pass image paths (or write samples)")
         missing = [str(p) for p in image_paths if not Path(p).is_file()]

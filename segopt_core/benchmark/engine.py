@@ -25,7 +25,7 @@ from segopt_core.benchmark.timing import (
 )
 from segopt_core.errors import SegoptError
 from segopt_core.predictor import Predictor
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 SCOPES = ("model", "e2e")
 DEFAULT_BATCH_SIZES = (1, 4, 8)
@@ -92,9 +92,9 @@ def _module_of(predictor: Predictor, model: nn.Module | None) -> nn.Module | Non
     return candidate if isinstance(candidate, nn.Module) else None
 
 
-def _input_hw(shape: VariantSpec | tuple[int, int]) -> tuple[int, int]:
+def _input_hw(shape: CellSpec | tuple[int, int]) -> tuple[int, int]:
     """(h, w) of the model input: the cell's crop size or the given pair."""
-    if isinstance(shape, VariantSpec):
+    if isinstance(shape, CellSpec):
         return shape.crop_size
     h, w = (int(v) for v in shape)
     if h <= 0 or w <= 0:
@@ -168,7 +168,7 @@ def _free_device_memory(device: str) -> None:
 
 def _call_for(
     predictor: Predictor,
-    shape: VariantSpec | tuple[int, int],
+    shape: CellSpec | tuple[int, int],
     scope: str,
     images: Sequence[Path] | None,
     seed: int,
@@ -182,8 +182,8 @@ def _call_for(
             return lambda: predictor(batch)
 
         return model_call, (h, w)
-    if not isinstance(shape, VariantSpec):
-        raise BenchmarkError("scope 'e2e' needs the cell (VariantSpec) for preprocessing, not a shape")
+    if not isinstance(shape, CellSpec):
+        raise BenchmarkError("scope 'e2e' needs the cell (CellSpec) for preprocessing, not a shape")
     from segopt_core.benchmark.end_to_end import EndToEnd
 
     pipeline = EndToEnd(predictor, shape, list(images or []))
@@ -195,7 +195,7 @@ def base_row(
     precision: str,
     device: str,
     scope: str,
-    shape: VariantSpec | tuple[int, int],
+    shape: CellSpec | tuple[int, int],
     batch_size: int,
     **fields: Any,
 ) -> dict[str, Any]:
@@ -203,8 +203,8 @@ def base_row(
     row = empty_row()
     row.update(machine_fingerprint())
     row.update(status="ok", error="", variant=variant, precision=precision, device=device, scope=scope)
-    row.update(model=shape.name if isinstance(shape, VariantSpec) else "", batch_size=batch_size)
-    if scope == "model" or not isinstance(shape, VariantSpec):
+    row.update(cell=shape.name if isinstance(shape, CellSpec) else "", batch_size=batch_size)
+    if scope == "model" or not isinstance(shape, CellSpec):
         row["input_h"], row["input_w"] = _input_hw(shape)
     row.update(fields)
     return row
@@ -212,7 +212,7 @@ def base_row(
 
 def benchmark_predictor(
     predictor: Predictor,
-    shape: VariantSpec | tuple[int, int],
+    shape: CellSpec | tuple[int, int],
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     warmup: int = 10,
     iters: int = 50,
@@ -336,7 +336,7 @@ def status_rows(
     status: str,
     error: str,
     variant: str,
-    shape: VariantSpec | tuple[int, int],
+    shape: CellSpec | tuple[int, int],
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     *,
     precision: str = "",
@@ -358,7 +358,7 @@ def status_rows(
 
 def benchmark_loader(
     loader: Callable[[], Predictor],
-    shape: VariantSpec | tuple[int, int],
+    shape: CellSpec | tuple[int, int],
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     *,
     variant: str,

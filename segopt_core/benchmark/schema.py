@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 
 from segopt_core.errors import SegoptError
 
-SCHEMA_VERSION = 2  # 2: load and quality columns (rows measured under contention are flagged)
+SCHEMA_VERSION = 3  # 2: load and quality columns (contended rows flagged); 3: `cell` (was `model`)
+RENAMED_COLUMNS = {"model": "cell"}  # old name -> new name, for files written before the rename
 STATUSES = ("ok", "oom", "failed", "skipped")
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
 _PY_TYPES: dict[str, tuple[type, ...]] = {
@@ -44,7 +45,7 @@ _RUN = (
     Column("precision", "string", "fp32 | fp16 | bf16 | int8-dynamic | int8-static (the predictor's own)."),
     Column("device", "string", "'cpu', 'cuda' or 'cuda:N': where the predictor runs."),
     Column("scope", "string", "model (preprocessed tensor in, logits out) | e2e (image file in, mask out)."),
-    Column("model", "string", "Cell name (e.g. 'b0-512-ade20k') or '' when only a shape was given."),
+    Column("cell", "string", "Cell name (e.g. 'b0-512-ade20k') or '' when only a shape was given."),
     Column("checkpoint_sha256", "string", "SHA-256 of the source checkpoint, '' if unknown."),
     Column("batch_size", "int64", "Images per timed call."),
     Column("input_h", "int64", "Model input height (model scope) or decoded image height (e2e)."),
@@ -184,12 +185,19 @@ def write_parquet(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
 
 def read_parquet(path: str | Path) -> list[dict[str, Any]]:
     """Rows back from a Parquet file written by write_parquet (floats NaN-free, nulls as None)."""
-    table = pq.read_table(path)
+    table = rename_old_columns(pq.read_table(path))
     if table.schema.remove_metadata() != ROW_SCHEMA.remove_metadata():
         raise RowSchemaError(
             f"{path}: not a segopt benchmark file of schema version {SCHEMA_VERSION}; re-run the benchmark"
         )
     return table.to_pylist()
+
+
+def rename_old_columns(table: pa.Table) -> pa.Table:
+    """The table with columns of an older layout under today's names (`RENAMED_COLUMNS`)."""
+    present = set(table.column_names)
+    renamed = {old: new for old, new in RENAMED_COLUMNS.items() if old in present and new not in present}
+    return table.rename_columns([renamed.get(name, name) for name in table.column_names])
 
 
 def schema_markdown() -> str:

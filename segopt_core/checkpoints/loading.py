@@ -24,7 +24,7 @@ from segopt_core.checkpoints.matching import (
 from segopt_core.checkpoints.mmseg1 import mmseg1_to_canonical
 from segopt_core.checkpoints.nvlabs import apply_eps, nvlabs_to_hf
 from segopt_core.checkpoints.reading import RawCheckpoint, read_checkpoint
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class LoadedCheckpoint:
 
     path: Path
     format: str
-    spec: VariantSpec
+    spec: CellSpec
     model: nn.Module
     sha256: str
     match: CellMatch
@@ -107,14 +107,14 @@ def inspect_checkpoint(path: str | Path, shapes_only: bool = True) -> Inspection
     return Inspection(raw.path, _format_of(raw, layout), layout, arch, state, tuple(collect_hints(raw)))
 
 
-def match_inspection(inspection: Inspection, cell: str | VariantSpec | None = None) -> CellMatch:
+def match_inspection(inspection: Inspection, cell: str | CellSpec | None = None) -> CellMatch:
     """The cell of an inspected checkpoint: the given one (checked against the weights) or matched."""
     if cell is not None:
         return match_given_cell(inspection.arch, cell, inspection.path)
     return match_cell(inspection.arch, list(inspection.hints))
 
 
-def build_empty_model(spec: VariantSpec, head: str) -> nn.Module:
+def build_empty_model(spec: CellSpec, head: str) -> nn.Module:
     """An (untrained) model of the right class for a spec and head kind."""
     from transformers import SegformerForSemanticSegmentation
 
@@ -140,14 +140,14 @@ def check_keys(model: nn.Module, state: dict[str, torch.Tensor], source: object)
         raise CheckpointError(f"{source}: weights do not fit a SegFormer of this shape: {'; '.join(parts)}")
 
 
-def validate_shapes(inspection: Inspection, spec: VariantSpec) -> None:
+def validate_shapes(inspection: Inspection, spec: CellSpec) -> None:
     """Check, without allocating weights, that the converted state fits the model a spec builds."""
     with torch.device("meta"):
         model = build_empty_model(spec, inspection.arch.head)
     check_keys(model, inspection.state, inspection.path)
 
 
-def load_checkpoint(path: str | Path, cell: str | VariantSpec | None = None) -> LoadedCheckpoint:
+def load_checkpoint(path: str | Path, cell: str | CellSpec | None = None) -> LoadedCheckpoint:
     """Load a SegFormer checkpoint of any supported format, matched to its cell (or the given one)."""
     from segopt_core.models import LogitsModel
 

@@ -17,8 +17,8 @@ from segopt_core.variants import (
     DATASETS,
     DECODER_HIDDEN_SIZE,
     ENCODERS,
+    CellSpec,
     EncoderSpec,
-    VariantSpec,
     custom_cell,
     get_cell,
     make_cell,
@@ -56,7 +56,7 @@ class CellMatch:
     """The cell a checkpoint was matched to, why, and every conflict or assumption on the way."""
 
     cell: str
-    spec: VariantSpec
+    spec: CellSpec
     custom: bool
     evidence: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -329,7 +329,7 @@ def match_cell(arch: Arch, hints: list[Hints]) -> CellMatch:
 
 def _custom_spec(
     arch: Arch, encoder: EncoderSpec, enc_name: str | None, res: int, dataset: str, hints: list[Hints]
-) -> VariantSpec:
+) -> CellSpec:
     base = make_cell(enc_name or "b0", res, dataset)
     given, _ = _first(hints, "cell")
     extra = f"-{arch.num_labels}cls" if arch.num_labels != DATASETS[dataset].num_classes else ""
@@ -344,7 +344,7 @@ def _custom_spec(
     )
 
 
-def match_given_cell(arch: Arch, cell: str | VariantSpec, source: object) -> CellMatch:
+def match_given_cell(arch: Arch, cell: str | CellSpec, source: object) -> CellMatch:
     """Accept a cell the user named, after checking the weights fit it (CheckpointError otherwise)."""
     spec = get_cell(cell) if isinstance(cell, str) else cell
     enc = spec.encoder

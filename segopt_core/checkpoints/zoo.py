@@ -10,13 +10,13 @@ from torch import nn
 
 from segopt_core.atomic import atomic_file, atomic_folder
 from segopt_core.checkpoints.formats import CheckpointError, normalize_format
-from segopt_core.variants import VariantSpec, select_cells, tiny_cell
+from segopt_core.variants import CellSpec, select_cells, tiny_cell
 
 _NVLABS_DATASET = {"ade20k": "ade", "cityscapes": "city"}
 _HF_DATASET = {"ade20k": "ade", "cityscapes": "cityscapes"}
 
 
-def release_name(spec: VariantSpec, fmt: str) -> str:
+def release_name(spec: CellSpec, fmt: str) -> str:
     """The official release's name for a cell in a format, e.g. 'segformer.b2.512x512.ade.160k.pth'."""
     fmt = normalize_format(fmt)
     enc = spec.encoder.name.split("-")[0]
@@ -30,7 +30,7 @@ def release_name(spec: VariantSpec, fmt: str) -> str:
     return f"segformer_mit-{enc}{batch}_{res}x{res}_160k_{ds}.pth"
 
 
-def segopt_info(spec: VariantSpec) -> dict:
+def segopt_info(spec: CellSpec) -> dict:
     """The metadata segopt embeds in what it writes (cell, dataset, classes, crop, heads)."""
     return {
         "cell": spec.name,
@@ -43,7 +43,7 @@ def segopt_info(spec: VariantSpec) -> dict:
     }
 
 
-def _mmseg_meta(spec: VariantSpec) -> dict:
+def _mmseg_meta(spec: CellSpec) -> dict:
     """A 'meta' like mmseg's: config text with crop size, heads and dataset type (what real files carry)."""
     dataset_type = "ADE20KDataset" if spec.dataset.name == "ade20k" else "CityscapesDataset"
     heads = ", ".join(map(str, spec.encoder.num_heads))
@@ -65,7 +65,7 @@ def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def write_checkpoint(model: nn.Module, spec: VariantSpec, out_path: str | Path, fmt: str) -> Path:
+def write_checkpoint(model: nn.Module, spec: CellSpec, out_path: str | Path, fmt: str) -> Path:
     """Write model (HF SegFormer, MMSegSegformer, or either inside a LogitsModel) in a format, atomically."""
     from segopt_core.checkpoints.mmseg1 import canonical_to_mmseg1
     from segopt_core.checkpoints.mmseg_head import MMSegSegformer
@@ -96,7 +96,7 @@ def write_checkpoint(model: nn.Module, spec: VariantSpec, out_path: str | Path, 
     return atomic_file(out_path, lambda tmp: torch.save(payload, tmp))
 
 
-def _save_hf_folder(model: nn.Module, spec: VariantSpec, folder: Path) -> None:
+def _save_hf_folder(model: nn.Module, spec: CellSpec, folder: Path) -> None:
     model.save_pretrained(folder)
     (folder / "segopt.json").write_text(
         json.dumps({**segopt_info(spec), "class_names": list(model.config.id2label.values())}, indent=2)
@@ -116,7 +116,7 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def build_mmseg_model(spec: VariantSpec, seed: int = 0) -> nn.Module:
+def build_mmseg_model(spec: CellSpec, seed: int = 0) -> nn.Module:
     """A random-init MMSegSegformer (HF encoder + MMSegmentation head) for a cell, in eval mode."""
     from segopt_core.checkpoints.mmseg_head import MMSegSegformer
     from segopt_core.models import hf_config
@@ -125,7 +125,7 @@ def build_mmseg_model(spec: VariantSpec, seed: int = 0) -> nn.Module:
     return randomize_batchnorm(MMSegSegformer(hf_config(spec)), seed).eval()
 
 
-def zoo_specs(cells: list[str] | None, tiny: bool) -> list[VariantSpec]:
+def zoo_specs(cells: list[str] | None, tiny: bool) -> list[CellSpec]:
     """The cells a zoo holds: the selected matrix cells, or their tiny custom stand-ins (deduplicated)."""
     specs = select_cells(cells)
     if tiny:
@@ -157,7 +157,7 @@ def init_zoo(
 
 
 def convert_checkpoint(
-    src: str | Path, out_path: str | Path, fmt: str, cell: str | VariantSpec | None = None
+    src: str | Path, out_path: str | Path, fmt: str, cell: str | CellSpec | None = None
 ) -> Path:
     """Load any supported checkpoint and write it in another format (atomically); returns the written path."""
     from segopt_core.checkpoints.loading import load_checkpoint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 
 def rescale_size(height: int, width: int, scale: tuple[int, int]) -> tuple[int, int]:
@@ -24,7 +24,7 @@ def resize_to_test_scale(image: np.ndarray, scale: tuple[int, int]) -> np.ndarra
     return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
 
 
-def preprocess(image: np.ndarray, spec: VariantSpec) -> np.ndarray:
+def preprocess(image: np.ndarray, spec: CellSpec) -> np.ndarray:
     """HxWx3 uint8 RGB -> float32 (3,H,W) normalised with the spec's mean/std (0..255 scale)."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"preprocess expects an HxWx3 RGB image, got shape {image.shape}")

@@ -14,7 +14,7 @@ from segopt_core.errors import SegoptError
 from segopt_core.evaluation.inference import predict_masks_batch, resolve_mode, slide_stride
 from segopt_core.evaluation.metrics import ConfusionMatrix
 from segopt_core.predictor import Predictor
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 
 class EvaluationError(SegoptError, ValueError):
@@ -71,7 +71,7 @@ def _json_float(value: float) -> float | None:
     return None if value is None or math.isnan(value) else round(float(value), 6)
 
 
-def protocol_of(spec: VariantSpec, mode: str | None) -> dict:
+def protocol_of(spec: CellSpec, mode: str | None) -> dict:
     """The inference protocol a spec and mode give, as recorded with every result."""
     mode = resolve_mode(spec, mode)
     protocol = {
@@ -104,7 +104,7 @@ def _batches(samples: Iterable[Sample], size: int, limit: int | None) -> Iterato
 def evaluate(
     predictor: Predictor,
     dataset: SegDataset,
-    spec: VariantSpec,
+    spec: CellSpec,
     mode: str | None = None,
     limit: int | None = None,
     progress: bool = True,
@@ -151,7 +151,7 @@ def compare_predictions(
     reference_predictor: Predictor,
     candidate_predictor: Predictor,
     images: Iterable[np.ndarray | Sample],
-    spec: VariantSpec,
+    spec: CellSpec,
     mode: str | None = None,
     batch_size: int = 1,
 ) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 from segopt_core.data.preprocess import preprocess, resize_to_test_scale
 from segopt_core.errors import SegoptError
 from segopt_core.predictor import Predictor
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 MODES = ("whole", "slide")
 
@@ -24,7 +24,7 @@ class InferenceError(SegoptError, ValueError):
     """An inference request the protocol cannot serve (unknown mode, bad image, wrong logits shape)."""
 
 
-def resolve_mode(spec: VariantSpec, mode: str | None) -> str:
+def resolve_mode(spec: CellSpec, mode: str | None) -> str:
     """The inference mode to use: the given one, else the cell's own."""
     mode = mode or spec.inference_mode
     if mode not in MODES:
@@ -32,7 +32,7 @@ def resolve_mode(spec: VariantSpec, mode: str | None) -> str:
     return mode
 
 
-def slide_stride(spec: VariantSpec) -> tuple[int, int]:
+def slide_stride(spec: CellSpec) -> tuple[int, int]:
     """The cell's slide stride; cells without one use 2/3 of the crop (mmseg's ADE20K slide configs: 341)."""
     if spec.slide_stride is not None:
         return spec.slide_stride
@@ -84,7 +84,7 @@ def _check_image(image: np.ndarray) -> None:
         raise InferenceError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
 
 
-def _slide(predictor: Predictor, resized: np.ndarray, spec: VariantSpec, batch_size: int):
+def _slide(predictor: Predictor, resized: np.ndarray, spec: CellSpec, batch_size: int):
     """(1,C,H,W) logits of a resized image by averaging overlapping crops (mmseg slide_inference)."""
     import torch
 
@@ -166,7 +166,7 @@ def argmax_resized(logits, size: tuple[int, int], budget: int | None = None):
 def predict_logits_batch(
     predictor: Predictor,
     images: Sequence[np.ndarray],
-    spec: VariantSpec,
+    spec: CellSpec,
     mode: str | None = None,
     batch_size: int = 8,
 ) -> list[np.ndarray]:
@@ -183,7 +183,7 @@ def predict_logits_batch(
 def predict_masks_batch(
     predictor: Predictor,
     images: Sequence[np.ndarray],
-    spec: VariantSpec,
+    spec: CellSpec,
     mode: str | None = None,
     batch_size: int = 8,
 ) -> list[np.ndarray]:
@@ -197,14 +197,14 @@ def predict_masks_batch(
 
 
 def predict_logits(
-    predictor: Predictor, image: np.ndarray, spec: VariantSpec, mode: str | None = None, batch_size: int = 8
+    predictor: Predictor, image: np.ndarray, spec: CellSpec, mode: str | None = None, batch_size: int = 8
 ) -> np.ndarray:
     """float32 (C,H,W) logits of one HxWx3 uint8 RGB image at its original size (mmseg whole/slide)."""
     return predict_logits_batch(predictor, [image], spec, mode, batch_size)[0]
 
 
 def predict_mask(
-    predictor: Predictor, image: np.ndarray, spec: VariantSpec, mode: str | None = None, batch_size: int = 8
+    predictor: Predictor, image: np.ndarray, spec: CellSpec, mode: str | None = None, batch_size: int = 8
 ) -> np.ndarray:
     """(H,W) class-index mask of one image (uint8 when the classes fit, else int32)."""
     return predict_masks_batch(predictor, [image], spec, mode, batch_size)[0]

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segopt_core.backends.options import BACKENDS, PRECISIONS, SUPPORTED, VariantOptions, default_variants
+from segopt_core.backends.options import BACKENDS, PRECISIONS, VariantOptions, default_variants
+from segopt_core.backends.registry import get_backend
 from segopt_core.errors import OptionError
 from segopt_core.pipeline.cache import cache_key
 from segopt_core.pipeline.record import VariantRecord
-from segopt_core.variants import CELLS, DATASETS, ENCODERS, VariantSpec
+from segopt_core.variants import CELLS, DATASETS, ENCODERS, CellSpec
 
 REFERENCE_VARIANT = VariantOptions("torch", "fp32")  # the eager fp32 model every variant is compared with
 
@@ -23,7 +24,7 @@ class CheckpointRef:
     """A discovered checkpoint matched to its cell."""
 
     path: str
-    spec: VariantSpec
+    spec: CellSpec
     sha256: str
     format: str = ""
     conflicts: tuple[str, ...] = ()  # name/config said otherwise than the weights (CellMatch.conflicts)
@@ -121,7 +122,7 @@ def select_options(
         covered = {(o.backend, o.precision) for o in chosen}
         for backend in backends:
             for precision in precisions:
-                if (backend, precision) not in covered and precision in SUPPORTED.get(backend, ()):
+                if (backend, precision) not in covered and precision in get_backend(backend).precisions:
                     chosen.append(VariantOptions(backend, precision))
     if variants:
         known = {o.slug: o for o in [*chosen, *default_variants(cuda=True, bf16=True, pt2e=True)]}

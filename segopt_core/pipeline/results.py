@@ -83,7 +83,7 @@ def record_rows(
         **{k: v for k, v in run.items() if k in COLUMN_NAMES},
         "checkpoint": record.checkpoint,
         "checkpoint_sha256": record.checkpoint_sha256,
-        "model": record.cell,
+        "cell": record.cell,
         "backend": record.backend,
         "precision": record.precision,
         "variant": record.variant,

@@ -25,7 +25,7 @@ from segopt_core.lifecycle import file_lock
 from segopt_core.pipeline.cache import ResultCache
 from segopt_core.pipeline.jobs import REFERENCE_VARIANT, VariantJob
 from segopt_core.pipeline.record import VariantRecord
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 # Not thread-safe within one process: torch.onnx.export and torch.compile (global exporter/compiler state,
 # "GLOBALS.in_onnx_export must be True") and the forward of transformers 5 SegFormer models (output recording,
@@ -77,14 +77,14 @@ def sample_images(source: EvalSource) -> list[np.ndarray]:
     return [dataset[i].image for i in range(count)]
 
 
-def calibration_images(source: EvalSource, spec: VariantSpec, count: int = 32) -> np.ndarray:
+def calibration_images(source: EvalSource, spec: CellSpec, count: int = 32) -> np.ndarray:
     """Preprocessed (N,3,H,W) images at the crop size for INT8 static calibration (train split first)."""
     from segopt_core.backends.calibration import load_calibration_images
 
     return load_calibration_images(source.data_dir or source.samples_dir, spec, count)
 
 
-def prepare_samples(work_dir: str | Path, specs: Sequence[VariantSpec], count: int = 4, seed: int = 0) -> str:
+def prepare_samples(work_dir: str | Path, specs: Sequence[CellSpec], count: int = 4, seed: int = 0) -> str:
     """Synthetic sample images (no real labels needed) for label-free checks; reused when present."""
     from segopt_core.data import synth_dataset
 
@@ -135,7 +135,7 @@ def _utc_now() -> str:
 
 def benchmark_record(
     record: VariantRecord,
-    spec: VariantSpec,
+    spec: CellSpec,
     batch_sizes: Sequence[int],
     warmup: int,
     iters: int,
@@ -171,7 +171,7 @@ def benchmark_record(
 
 
 def paired_reference(
-    predictor: Any, record: VariantRecord, spec: VariantSpec, row: Mapping[str, Any], iters: int
+    predictor: Any, record: VariantRecord, spec: CellSpec, row: Mapping[str, Any], iters: int
 ) -> dict[str, Any]:
     """Median latencies of the torch fp32 reference and of the variant, timed in alternating rounds."""
     from segopt_core.benchmark import interleaved_ab
@@ -208,7 +208,7 @@ def paired_reference(
 
 
 def benchmark_record_isolated(
-    record: VariantRecord, spec: VariantSpec, batch_sizes: Sequence[int], warmup: int, iters: int
+    record: VariantRecord, spec: CellSpec, batch_sizes: Sequence[int], warmup: int, iters: int
 ) -> VariantRecord:
     """`benchmark_record` in a spawned benchmark process: what the flows' worker threads must call.
 
@@ -246,7 +246,7 @@ def benchmark_pool() -> ProcessPoolExecutor:
     return pool
 
 
-def evaluate_record(record: VariantRecord, spec: VariantSpec, source: EvalSource) -> VariantRecord:
+def evaluate_record(record: VariantRecord, spec: CellSpec, source: EvalSource) -> VariantRecord:
     """Accuracy of a built variant: mIoU on labels, or agreement with the fp32 checkpoint on sample images."""
     from segopt_core.backends import load_predictor
     from segopt_core.evaluation import compare_predictions, evaluate

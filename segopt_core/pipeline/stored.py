@@ -16,7 +16,7 @@ from segopt_core.pipeline.jobs import (
     matches,
 )
 from segopt_core.pipeline.record import VariantRecord
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 
 def _checkpoint_paths(cache_root: Path) -> dict[str, str]:
@@ -53,7 +53,7 @@ def stored_variants(
     cache_root: str | Path,
     cells: Sequence[str] | None = None,
     variants: Sequence[str] | None = None,
-) -> list[tuple[VariantRecord, VariantSpec]]:
+) -> list[tuple[VariantRecord, CellSpec]]:
     """(record, spec) of every valid artifact whose cell and variant slug match the filters."""
     from segopt_core.backends import ArtifactStore
     from segopt_core.backends.source import spec_from_dict

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from segopt_core.atomic import atomic_file
-from segopt_core.reports.schema import COLUMN_NAMES, RESULT_SCHEMA, frame_to_table, rows_to_frame
+from segopt_core.reports.schema import COLUMN_NAMES, frame_to_table, rows_to_frame, upgrade_table
 
-HISTORY_KEY = ("model", "checkpoint_sha256", "variant", "batch_size", "machine_id")
+HISTORY_KEY = ("cell", "checkpoint_sha256", "variant", "batch_size", "machine_id")
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
@@ -40,11 +40,12 @@ def append_history(frame: pd.DataFrame, history_root: str | Path, run_id: str, w
 
 
 def read_history(history_root: str | Path) -> pd.DataFrame:
-    """Every run in the history as one DataFrame (files of another schema version are skipped)."""
+    """Every run in the history as one DataFrame; files of an earlier layout are read in today's
+    (`upgrade_table`), so a renamed column keeps its baseline; files that are no result table are skipped."""
     tables = []
     for path in sorted(Path(history_root).glob("date=*/*.parquet")):
-        table = pq.read_table(path)
-        if table.schema.remove_metadata().equals(RESULT_SCHEMA.remove_metadata()):
+        table = upgrade_table(pq.read_table(path))
+        if table is not None:
             tables.append(table)
     if not tables:
         return rows_to_frame([])

@@ -1,4 +1,4 @@
-"""summary.md: tables from the result rows (per model accuracy/speed; per batch size latency/memory)."""
+"""summary.md: tables from the result rows (per checkpoint accuracy/speed; per batch size latency/memory)."""
 
 from __future__ import annotations
 
@@ -63,18 +63,18 @@ def _speedup(row: Any) -> str:
     return f"{float(value):.2f}×{basis}" + (f" {SUSPECT}" if _suspect(row) else "")
 
 
-def _label(model: Any, checkpoint: Any, frame: pd.DataFrame) -> str:
+def _label(cell: Any, checkpoint: Any, frame: pd.DataFrame) -> str:
     """The cell name, plus the file name when the cell has several checkpoints."""
-    several = frame[frame["model"] == model]["checkpoint"].nunique() > 1
-    return f"{model} — `{Path(str(checkpoint)).name}`" if several else str(model)
+    several = frame[frame["cell"] == cell]["checkpoint"].nunique() > 1
+    return f"{cell} — `{Path(str(checkpoint)).name}`" if several else str(cell)
 
 
-def _per_model(frame: pd.DataFrame):
+def _per_checkpoint(frame: pd.DataFrame):
     """(heading, rows) per checkpoint, named by its cell (and file when a cell has several checkpoints)."""
     ok = _ok(frame)
-    per_cell = ok.groupby("model")["checkpoint"].nunique()
-    for (model, checkpoint), group in ok.groupby(["model", "checkpoint"], sort=True):
-        yield (f"{model} — `{Path(checkpoint).name}`" if per_cell[model] > 1 else model), group
+    per_cell = ok.groupby("cell")["checkpoint"].nunique()
+    for (cell, checkpoint), group in ok.groupby(["cell", "checkpoint"], sort=True):
+        yield (f"{cell} — `{Path(checkpoint).name}`" if per_cell[cell] > 1 else cell), group
 
 
 def _pct(value: Any) -> Any:
@@ -82,17 +82,17 @@ def _pct(value: Any) -> Any:
 
 
 def recommendation_section(frame: pd.DataFrame) -> str:
-    """Per model and batch size: the fastest variant that passed the accuracy gate, with its figures."""
+    """Per checkpoint and batch size: the fastest variant that passed the accuracy gate, with its figures."""
     recs = recommendations(frame)
     if recs.empty:
         return "_No variant passed the accuracy gate: nothing to recommend._"
     rows = []
     for _, r in recs.iterrows():
         accuracy = f"{accuracy_label(r['accuracy_measure'])} {_pct(r['miou_ratio'])}"
-        rows.append([_label(r["model"], r["checkpoint"], frame), r["batch_size"], f"`{r['variant']}`",
+        rows.append([_label(r["cell"], r["checkpoint"], frame), r["batch_size"], f"`{r['variant']}`",
                      _speedup(r), accuracy, _marked(r["latency_ms_median"], r), r["model_size_mb"],
                      f"`{r['artifact']}`"])  # fmt: skip
-    headers = ["model", "batch", "ship", "speedup vs torch fp32", "accuracy vs fp32", "p50 ms", "size MiB"]
+    headers = ["cell", "batch", "ship", "speedup vs torch fp32", "accuracy vs fp32", "p50 ms", "size MiB"]
     return table([*headers, "artifact"], rows) + "\n\n" + _legend(recs)
 
 
@@ -111,10 +111,10 @@ def _legend(rows: pd.DataFrame) -> str:
 
 
 def accuracy_speed_tables(frame: pd.DataFrame) -> str:
-    """Per model: accuracy, gate and speed of each variant at the smallest batch size, vs torch fp32, with
-    its build time (compiling included) apart from the time a fresh process needs to load it and answer."""
+    """Per checkpoint: accuracy, gate and speed of each variant at the smallest batch size, vs torch fp32,
+    with its build time (compiling included) apart from the time a fresh process needs to answer."""
     parts = []
-    for model, group in _per_model(frame):
+    for heading, group in _per_checkpoint(frame):
         smallest = group["batch_size"].min()
         rows = []
         for _, r in group[group["batch_size"] == smallest].sort_values(["backend", "precision"]).iterrows():
@@ -133,7 +133,7 @@ def accuracy_speed_tables(frame: pd.DataFrame) -> str:
         gated = accuracy_label(measure.iloc[0] if len(measure) else None) + " (gated)"
         headers = ["variant", "precision", metric, gated, "gate", f"img/s (bs={smallest})"]
         headers += ["speedup vs torch fp32", "best img/s (any bs)", "build s", "load + 1st call ms"]
-        parts.append(f"### {model}\n\n" + table(headers, rows))
+        parts.append(f"### {heading}\n\n" + table(headers, rows))
     return "\n\n".join(parts) or "_No successful variant._"
 
 
@@ -145,9 +145,9 @@ def _ready_ms(row: pd.Series) -> float | None:
 
 
 def batch_tables(frame: pd.DataFrame) -> str:
-    """Per model and batch size: latency percentiles, throughput, memory and model size of each variant."""
+    """Per checkpoint and batch size: latency percentiles, throughput, memory and size of each variant."""
     parts = []
-    for model, group in _per_model(frame):
+    for heading, group in _per_checkpoint(frame):
         rows = [
             [r["variant"], r["batch_size"], _marked(r["latency_ms_median"], r), r["latency_ms_p90"],
              r["latency_ms_p99"], _marked(r["throughput_ips"], r), r["other_cpu_cores"], r["peak_rss_mb"],
@@ -156,7 +156,7 @@ def batch_tables(frame: pd.DataFrame) -> str:
         ]  # fmt: skip
         headers = ["variant", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "others' CPU (cores)"]
         headers += ["peak RSS MiB", "size MiB"]
-        parts.append(f"### {model}\n\n" + table(headers, rows))
+        parts.append(f"### {heading}\n\n" + table(headers, rows))
     return "\n\n".join(parts) or "_No successful variant._"
 
 
@@ -169,7 +169,7 @@ def distrust_list(frame: pd.DataFrame) -> str:
     lines = []
     for r in bad:
         again = " (measured twice, still suspect)" if (r.get("measure_attempts") or 1) > 1 else ""
-        lines.append(f"- {SUSPECT} {r['model']} · `{r['variant']}` · batch {r['batch_size']}: "
+        lines.append(f"- {SUSPECT} {r['cell']} · `{r['variant']}` · batch {r['batch_size']}: "
                      f"{describe_quality(r)}{again}")  # fmt: skip
     head = (f"{len(bad)} of {len(ok)} rows were measured while other processes used the CPU or with p99 > "
             "5× p50. Their latencies, throughputs and separate-run speedups are marked ⚠ above.")  # fmt: skip
@@ -181,8 +181,8 @@ def problems_table(frame: pd.DataFrame) -> str:
     bad = frame[frame["status"] != "ok"].drop_duplicates(["checkpoint", "variant", "status", "error"])
     if bad.empty:
         return "_None._"
-    rows = [[r["model"], r["variant"], r["status"], r["checkpoint"], r["error"]] for _, r in bad.iterrows()]
-    return table(["model", "variant", "status", "checkpoint", "reason"], rows)
+    rows = [[r["cell"], r["variant"], r["status"], r["checkpoint"], r["error"]] for _, r in bad.iterrows()]
+    return table(["cell", "variant", "status", "checkpoint", "reason"], rows)
 
 
 def regressions_table(comparison: pd.DataFrame, frame: pd.DataFrame | None = None) -> str:
@@ -191,18 +191,18 @@ def regressions_table(comparison: pd.DataFrame, frame: pd.DataFrame | None = Non
         return "_Nothing to compare._"
     suspect = set()
     if frame is not None:
-        keys = ["model", "variant", "batch_size"]
+        keys = ["cell", "variant", "batch_size"]
         bad = _ok(frame)[_ok(frame)["quality"].fillna("") == "suspect"]
         suspect = {tuple(k) for k in bad[keys].itertuples(index=False)}
     rows = []
     for _, r in comparison.iterrows():
         change = None if pd.isna(r["latency_change"]) else f"{100 * r['latency_change']:+.1f} %"
         flag = "**REGRESSION**" if r["regression"] else ("no baseline" if not r["baseline_runs"] else "ok")
-        if (r["model"], r["variant"], r["batch_size"]) in suspect:
+        if (r["cell"], r["variant"], r["batch_size"]) in suspect:
             flag += f" {SUSPECT} busy machine"
-        rows.append([r["model"], r["variant"], r["batch_size"], r["baseline_runs"], r["baseline_latency_ms"],
+        rows.append([r["cell"], r["variant"], r["batch_size"], r["baseline_runs"], r["baseline_latency_ms"],
                      r["latency_ms_median"], change, flag])  # fmt: skip
-    headers = ["model", "variant", "batch", "baseline runs", "baseline p50 ms", "p50 ms", "change", "verdict"]
+    headers = ["cell", "variant", "batch", "baseline runs", "baseline p50 ms", "p50 ms", "change", "verdict"]
     return table(headers, rows)
 
 
@@ -233,7 +233,7 @@ def render_summary(
     if comparison is not None:
         sections.append("## Comparison with previous runs\n\n" + regressions_table(comparison, frame))
     sections.insert(1, "## Recommendation\n\n" + recommendation_section(frame))
-    sections.append("## Accuracy and speed per model\n\n" + accuracy_speed_tables(frame))
+    sections.append("## Accuracy and speed per checkpoint\n\n" + accuracy_speed_tables(frame))
     sections.append("## Latency, throughput and memory per batch size\n\n" + batch_tables(frame))
     sections.append("## Measurements to distrust\n\n" + distrust_list(frame))
     sections.append("## Failed and skipped variants\n\n" + problems_table(frame))
@@ -265,18 +265,16 @@ def artifact_markdown(summary: str, report_dir: str | Path, plots: Sequence[Path
 
 
 def results_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The results as a few named columns (one row per model, variant and batch size) for a table view."""
+    """The results as a few named columns (one row per cell, variant and batch size) for a table view."""
     out = []
-    for _, r in frame.sort_values(
-        ["model", "batch_size", "latency_ms_median"], na_position="last"
-    ).iterrows():
+    for _, r in frame.sort_values(["cell", "batch_size", "latency_ms_median"], na_position="last").iterrows():
         row = _plain(r)
         measure = accuracy_label(row["accuracy_measure"]) if row["accuracy_measure"] else "accuracy vs fp32"
         accuracy = f"{measure} {_pct(row['miou_ratio'])}" if row["miou_ratio"] is not None else "–"
         gate = {True: "accepted", False: "rejected"}.get(row["accepted"], "–")
         status = row["status"] if row["status"] == "ok" else f"{row['status']}: {row['error']}"
         out.append({
-            "model": row["model"], "variant": row["variant"], "batch": row["batch_size"],
+            "cell": row["cell"], "variant": row["variant"], "batch": row["batch_size"],
             "p50 ms": _marked(row["latency_ms_median"], r), "img/s": _marked(row["throughput_ips"], r),
             "speedup vs torch fp32": _speedup(r), "accuracy vs fp32": accuracy, "gate": gate,
             "status": status,

@@ -62,7 +62,7 @@ def _legend_outside(fig, axes) -> None:
 
 
 def _cells(ok: pd.DataFrame) -> list[str]:
-    return sorted(ok["model"].dropna().unique().tolist()) or [""]
+    return sorted(ok["cell"].dropna().unique().tolist()) or [""]
 
 
 def speedup_plot(frame: pd.DataFrame, path: Path) -> Path:
@@ -71,11 +71,11 @@ def speedup_plot(frame: pd.DataFrame, path: Path) -> Path:
     ok = ok[ok["batch_size"] == ok["batch_size"].min()] if not ok.empty else ok
     cells = _cells(ok)
     styles = variant_styles(ok["variant"])
-    heights = [max(len(ok[ok["model"] == c]), 1) for c in cells]
+    heights = [max(len(ok[ok["cell"] == c]), 1) for c in cells]
     fig = _figure(8, 1.0 + sum(0.28 * h + 0.6 for h in heights))
     axes = fig.subplots(len(cells), 1, squeeze=False, height_ratios=heights)[:, 0]
     for ax, cell in zip(axes, cells, strict=True):
-        rows = ok[ok["model"] == cell].sort_values("speedup_vs_torch_fp32", na_position="first")
+        rows = ok[ok["cell"] == cell].sort_values("speedup_vs_torch_fp32", na_position="first")
         values = rows["speedup_vs_torch_fp32"].astype(float).fillna(0.0).tolist()
         suspect = (rows["quality"].fillna("") == "suspect").tolist()
         labels = [f"{v} ⚠" if s else v for v, s in zip(rows["variant"], suspect, strict=True)]
@@ -101,7 +101,7 @@ def latency_plot(frame: pd.DataFrame, path: Path) -> Path:
     fig = _figure(10, max(0.5 + 3.2 * len(cells), 0.22 * ok["variant"].nunique()))
     axes = fig.subplots(len(cells), 1, squeeze=False)[:, 0]
     for ax, cell in zip(axes, cells, strict=True):
-        per_cell = ok[ok["model"] == cell]
+        per_cell = ok[ok["cell"] == cell]
         for variant, group in per_cell.groupby("variant", sort=True):
             group = group.sort_values("batch_size")
             per_image = group["latency_ms_median"].astype(float) / group["batch_size"].astype(float)
@@ -131,7 +131,7 @@ def accuracy_speed_plot(frame: pd.DataFrame, path: Path, gate: float | None = No
     fig = _figure(10, max(0.5 + 3.4 * len(cells), 0.22 * small["variant"].nunique() + 0.6))
     axes = fig.subplots(len(cells), 1, squeeze=False)[:, 0]
     for ax, cell in zip(axes, cells, strict=True):
-        rows = small[small["model"] == cell]
+        rows = small[small["cell"] == cell]
         x = rows["speedup_vs_torch_fp32"].astype(float).fillna(rows["throughput_ips"].astype(float))
         points = list(zip(x.tolist(), rows["miou_ratio"].astype(float).tolist(), strict=True))
         for (speed, accuracy), variant in zip(points, rows["variant"], strict=True):

@@ -14,7 +14,7 @@ ACCURACY_LABELS = {
     "miou_vs_fp32": "mIoU vs fp32 predictions",
 }
 COLUMNS = (
-    "model", "checkpoint", "batch_size", "variant", "speedup_vs_torch_fp32", "speedup_basis", "miou_ratio",
+    "cell", "checkpoint", "batch_size", "variant", "speedup_vs_torch_fp32", "speedup_basis", "miou_ratio",
     "accuracy_measure", "latency_ms_median", "throughput_ips", "model_size_mb", "artifact", "quality",
     "quality_flags", "other_cpu_cores", "cpu_steal_cores", "latency_ms_p99",
 )  # fmt: skip
@@ -26,7 +26,7 @@ def accuracy_label(measure: object) -> str:
 
 
 def recommendations(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, checkpoint, batch size): the fastest gate-passing variant (`COLUMNS`).
+    """One row per (cell, checkpoint, batch size): the fastest gate-passing variant (`COLUMNS`).
 
     Fastest means the lowest median latency at that batch size (rows measured under contention stay
     eligible but keep their `quality` flag, so readers see it). Checkpoints where nothing passed the gate
@@ -38,8 +38,8 @@ def recommendations(frame: pd.DataFrame) -> pd.DataFrame:
     passed = passed[passed["latency_ms_median"].notna()]
     if passed.empty:
         return pd.DataFrame(columns=list(COLUMNS))
-    ordered = passed.sort_values(["model", "checkpoint", "batch_size", "latency_ms_median", "variant"])
-    best = ordered.drop_duplicates(["model", "checkpoint", "batch_size"], keep="first")
+    ordered = passed.sort_values(["cell", "checkpoint", "batch_size", "latency_ms_median", "variant"])
+    best = ordered.drop_duplicates(["cell", "checkpoint", "batch_size"], keep="first")
     return best[list(COLUMNS)].reset_index(drop=True)
 
 
@@ -47,6 +47,6 @@ def recommended_by_cell(frame: pd.DataFrame) -> dict[str, str]:
     """{cell: variant} at the smallest batch size measured (the MLflow parent-run tag), first checkpoint."""
     recs = recommendations(frame)
     out: dict[str, str] = {}
-    for model, group in recs.groupby("model", sort=True):
-        out[str(model)] = str(group.sort_values(["batch_size", "checkpoint"]).iloc[0]["variant"])
+    for cell, group in recs.groupby("cell", sort=True):
+        out[str(cell)] = str(group.sort_values(["batch_size", "checkpoint"]).iloc[0]["variant"])
     return out

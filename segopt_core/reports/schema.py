@@ -14,9 +14,9 @@ import pandas as pd
 import pyarrow as pa
 
 from segopt_core.benchmark.schema import COLUMNS as BENCHMARK_COLUMNS
-from segopt_core.benchmark.schema import Column
+from segopt_core.benchmark.schema import Column, rename_old_columns
 
-RESULT_SCHEMA_VERSION = 2  # 2: same-round reference, accuracy_measure, stage timings
+RESULT_SCHEMA_VERSION = 3  # 2: same-round reference, accuracy_measure, stage timings; 3: `cell` (was `model`)
 
 _ORCHESTRATION = (
     Column("run_id", "string", "Report id of the flow run (also the folder name under reports/)."),
@@ -111,6 +111,21 @@ def rows_to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def frame_to_table(frame: pd.DataFrame) -> pa.Table:
     """A results DataFrame back to an Arrow table of the fixed schema."""
     return pa.Table.from_pandas(frame[list(COLUMN_NAMES)], schema=RESULT_SCHEMA, preserve_index=False)
+
+
+def upgrade_table(table: pa.Table) -> pa.Table | None:
+    """A result table of an earlier layout in today's schema (renamed columns mapped, new ones null);
+    None when it is not a result table at all (no run, variant or latency columns)."""
+    table = rename_old_columns(table)
+    if not {"run_id", "variant", "status", "latency_ms_median"} <= set(table.column_names):
+        return None
+    columns = []
+    for field in RESULT_SCHEMA:
+        if field.name in table.column_names:
+            columns.append(table[field.name].cast(field.type))
+        else:
+            columns.append(pa.nulls(len(table), field.type))
+    return pa.Table.from_arrays(columns, schema=RESULT_SCHEMA)
 
 
 def schema_markdown() -> str:

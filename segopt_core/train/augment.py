@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def photometric_distortion(image: np.ndarray, rng: np.random.Generator) -> np.nd
     return image
 
 
-def normalize_and_pad(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, spec: VariantSpec):
+def normalize_and_pad(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, spec: CellSpec):
     """(x - mean) / std as float32 CHW, padded bottom/right to the crop with 0 (image) and ignore (label)."""
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
@@ -104,7 +104,7 @@ def normalize_and_pad(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, 
 
 
 def augment(
-    image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, spec: VariantSpec, rng: np.random.Generator
+    image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, spec: CellSpec, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """The train pipeline: HxWx3 uint8 RGB + HxW uint8 -> float32 (3,h,w), int64 (h,w) at the crop size."""
     image, label = random_resize(image, label, cfg, rng)

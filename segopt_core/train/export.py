@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from segopt_core.atomic import atomic_folder
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 METADATA_NAME = "segopt.json"
 METADATA_VERSION = 1
@@ -33,7 +33,7 @@ def _version() -> str:
 
 
 def training_metadata(
-    spec: VariantSpec,
+    spec: CellSpec,
     *,
     dataset: str,
     class_names: tuple[str, ...],

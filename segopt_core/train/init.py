@@ -17,7 +17,7 @@ from segopt_core.variants import (
     CELLS,
     DATASETS,
     ENCODERS,
-    VariantSpec,
+    CellSpec,
     custom_cell,
     get_cell,
     make_cell,
@@ -36,11 +36,11 @@ class StartPoint:
     """The model to train, the spec it was built for and a one-line description of where it came from."""
 
     model: SegformerForSemanticSegmentation
-    spec: VariantSpec
+    spec: CellSpec
     description: str
 
 
-def resolve_cell(name: str | None, tiny: bool = False, label_space: str = "ade20k") -> VariantSpec | None:
+def resolve_cell(name: str | None, tiny: bool = False, label_space: str = "ade20k") -> CellSpec | None:
     """A cell by name ('b0-512-ade20k' or any 'bX-RES-dataset'), the tiny test cell, or None (use init)."""
     if tiny:
         return tiny_cell(label_space, 64)
@@ -60,7 +60,7 @@ def label_space_of(layout: str) -> str:
 
 def cell_for_data(
     name: str | None, tiny: bool, data_root: str | Path, layout: str = "auto"
-) -> VariantSpec | None:
+) -> CellSpec | None:
     """resolve_cell with the tiny cell's label space taken from the dataset's layout."""
     if not tiny:
         return resolve_cell(name)
@@ -71,7 +71,7 @@ def cell_for_data(
     )
 
 
-def training_spec(spec: VariantSpec, crop: int | None, num_classes: int) -> VariantSpec:
+def training_spec(spec: CellSpec, crop: int | None, num_classes: int) -> CellSpec:
     """The spec of a training run: the cell at the requested crop and class count, test scale scaled along.
 
     A non-matrix crop gets mmseg's test-scale ratio of its label space (ADE20K 4:1 -> (4c, c), Cityscapes
@@ -99,12 +99,12 @@ def replace_classifier(model: SegformerForSemanticSegmentation, num_classes: int
     model.config.num_labels = num_classes
 
 
-def from_scratch(spec: VariantSpec, seed: int) -> StartPoint:
+def from_scratch(spec: CellSpec, seed: int) -> StartPoint:
     """Random init for a cell (HF's SegFormer init)."""
     return StartPoint(build_hf_model(spec, seed).train(), spec, "scratch")
 
 
-def from_checkpoint(path: Path, spec: VariantSpec | None, num_classes: int, seed: int) -> StartPoint:
+def from_checkpoint(path: Path, spec: CellSpec | None, num_classes: int, seed: int) -> StartPoint:
     """Any checkpoint `load_checkpoint` reads; the classifier is re-initialised if the class count differs."""
     from segopt_core.checkpoints import load_checkpoint
 
@@ -148,7 +148,7 @@ def load_mit_encoder(model: SegformerForSemanticSegmentation, path: Path) -> int
 
 
 def start_point(
-    spec: VariantSpec | None,
+    spec: CellSpec | None,
     init: str,
     num_classes: int,
     crop: int | None,

@@ -25,7 +25,7 @@ from segopt_core.train.init import start_point
 from segopt_core.train.optim import build_optimizer
 from segopt_core.train.schedule import WarmupPoly
 from segopt_core.train.state import DataPosition, ResumeError, load_state, restore_state, save_state
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class _Run:
     """Mutable state of one run, shared by the loop's small helpers."""
 
     config: TrainConfig
-    spec: VariantSpec
+    spec: CellSpec
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     schedule: WarmupPoly
@@ -143,7 +143,7 @@ def _budget(config: TrainConfig, n_train: int) -> tuple[int, int, int, int]:
     )
 
 
-def _aug_config(config: TrainConfig, spec: VariantSpec) -> AugmentConfig:
+def _aug_config(config: TrainConfig, spec: CellSpec) -> AugmentConfig:
     return AugmentConfig(
         scale=spec.test_scale,
         crop=spec.crop_size,
@@ -343,7 +343,7 @@ def _progress_bar(run: _Run, enabled: bool):
 
 def _setup(
     data_root: Path,
-    spec: VariantSpec | None,
+    spec: CellSpec | None,
     config: TrainConfig,
     out_dir: Path,
     init: str,
@@ -388,7 +388,7 @@ def _setup(
 
 def train(
     data_root: str | Path,
-    spec: VariantSpec | None,
+    spec: CellSpec | None,
     config: TrainConfig,
     out_dir: str | Path,
     *,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from segopt_core.variants import VariantSpec, distinct_palette
+from segopt_core.variants import CellSpec, distinct_palette
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class LabelStyle:
     palette: tuple[tuple[int, int, int], ...]
 
     @classmethod
-    def from_spec(cls, spec: VariantSpec) -> LabelStyle:
+    def from_spec(cls, spec: CellSpec) -> LabelStyle:
         """Names and palette of the spec's dataset, padded for custom checkpoints with more classes."""
         n = spec.num_classes
         names = tuple(spec.dataset.class_names[:n]) + tuple(

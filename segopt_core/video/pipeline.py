@@ -18,7 +18,7 @@ import numpy as np
 
 from segopt_core.data.preprocess import preprocess
 from segopt_core.predictor import Predictor
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 from segopt_core.video.metrics import ConsistencyMeter, still_pixels
 from segopt_core.video.overlay import LabelStyle, OverlayStyle, colorize, render
 from segopt_core.video.smoothing import SmoothingOptions, TemporalSmoother, dense_flow
@@ -87,7 +87,7 @@ def model_input_size(frame_hw: tuple[int, int], short: int) -> tuple[int, int]:
     return tuple(max(32, int(round(side * scale / 32)) * 32) for side in frame_hw)  # type: ignore[return-value]
 
 
-def prepare_batch(frames: list[np.ndarray], input_hw: tuple[int, int], spec: VariantSpec) -> np.ndarray:
+def prepare_batch(frames: list[np.ndarray], input_hw: tuple[int, int], spec: CellSpec) -> np.ndarray:
     """Resize RGB frames to the model input size and normalize: float32 (N, 3, h, w)."""
     h, w = input_hw
     resized = (
@@ -253,7 +253,7 @@ class _Segmenter:
     def __init__(
         self,
         predictor: Predictor,
-        spec: VariantSpec,
+        spec: CellSpec,
         smoothing: SmoothingOptions,
         options: VideoOptions,
         gt: GroundTruth | None,
@@ -364,7 +364,7 @@ def _split_by_size(items: list[tuple]) -> list[list[tuple]]:
 def segment_video(
     source: FrameSource | str | int | Path,
     predictor: Predictor,
-    spec: VariantSpec,
+    spec: CellSpec,
     outputs: VideoOutputs,
     smoothing: SmoothingOptions | None = None,
     style: OverlayStyle | None = None,
@@ -573,7 +573,7 @@ def resolve_predictor(
     artifact: str | Path | None,
     cell: str | None = None,
     device: str = "cpu",
-) -> tuple[Predictor, VariantSpec]:
+) -> tuple[Predictor, CellSpec]:
     """The predictor and cell spec of a checkpoint file or an optimized artifact folder (exactly one)."""
     if (checkpoint is None) == (artifact is None):
         raise VideoError("pass exactly one of --checkpoint PATH or --artifact DIR")
@@ -591,7 +591,7 @@ def resolve_predictor(
         raise VideoError(f"artifact {artifact}: {exc}") from exc
 
 
-def _artifact_spec(artifact: Path, cell: str | None) -> VariantSpec:
+def _artifact_spec(artifact: Path, cell: str | None) -> CellSpec:
     """The cell of an artifact: --cell when given, else the spec stored in its metadata."""
     from segopt_core.backends import read_metadata
     from segopt_core.backends.source import spec_from_dict

@@ -80,7 +80,7 @@ def test_failed_checkpoint_is_a_row_and_the_rest_finishes(first_run):
 
 def test_summary_tables_and_notes(first_run):
     text = (first_run / "summary.md").read_text()
-    assert "## Accuracy and speed per model" in text and "## Latency, throughput and memory" in text
+    assert "## Accuracy and speed per checkpoint" in text and "## Latency, throughput and memory" in text
     assert "| onnxruntime-fp32 | fp32 |" in text and "failed" in text and "README.txt" in text
     assert "MLflow: parent run" in text
     assert {p.name for p in first_run.glob("*.png")} == {"speedup.png", "latency_vs_batch.png",

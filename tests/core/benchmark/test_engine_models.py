@@ -17,7 +17,7 @@ def test_model_scope_on_tiny_segformer(tiny_model, tiny_spec):
     rows = benchmark_predictor(TorchPredictor(tiny_model), tiny_spec, (1, 2), warmup=0, iters=2)
     assert [r["status"] for r in rows] == ["ok", "ok"]
     row = rows[0]
-    assert (row["input_h"], row["input_w"]) == tiny_spec.crop_size and row["model"] == tiny_spec.name
+    assert (row["input_h"], row["input_w"]) == tiny_spec.crop_size and row["cell"] == tiny_spec.name
     assert row["param_count"] == parameter_count(tiny_model)
     assert row["model_size_mb"] > 0 and row["peak_rss_mb"] >= row["rss_before_mb"] > 0
     assert row["cuda_max_allocated_mb"] is None and row["device"] == "cpu"

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segopt_core.checkpoints.loading import build_empty_model
-from segopt_core.variants import VariantSpec
+from segopt_core.variants import CellSpec
 
 
 def _tokens(x: torch.Tensor) -> torch.Tensor:
@@ -163,7 +163,7 @@ def reference_forwards():
     return nvlabs_forward, mmseg1_forward
 
 
-def zeros_state(spec: VariantSpec, head: str = "hf") -> dict[str, torch.Tensor]:
+def zeros_state(spec: CellSpec, head: str = "hf") -> dict[str, torch.Tensor]:
     """A canonical-named state dict of the right shapes, all zeros (cheap stand-in for big real weights)."""
     with torch.device("meta"):
         model = build_empty_model(spec, head)

@@ -8,6 +8,7 @@ import os
 import stat
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from segopt_core.pipeline.cache import ResultCache, cache_key
@@ -99,7 +100,7 @@ def test_report_files_history_and_tracking_note(rows, tmp_path):
     today = dt.datetime.now(dt.UTC).date().isoformat()
     assert report.history == tmp_path / "reports" / "history" / f"date={today}" / "r1.parquet"
     text = report.summary.read_text()
-    assert "## Accuracy and speed per model" in text and "| onnxruntime-fp32 | fp32 |" in text
+    assert "## Accuracy and speed per checkpoint" in text and "| onnxruntime-fp32 | fp32 |" in text
     assert "**rejected**" in text and "VerificationError: NaN" in text and "a note" in text
     assert [p.read_bytes()[:8] for p in report.plots] == [b"\x89PNG\r\n\x1a\n"] * 3
     set_tracking_note(report.summary, "MLflow: **tracking failed**: boom")
@@ -164,7 +165,7 @@ def test_recommendation_is_the_fastest_accepted_variant(rows, tmp_path):
     assert recommended_by_cell(rows_to_frame(rows)) == {"tiny-64-ade20k": "onnxruntime-fp32"}
     report = write_report(rows, tmp_path / "reports", {**RUN, "machine": "box"})
     text = report.summary.read_text()
-    assert text.index("## Recommendation") < text.index("## Accuracy and speed per model")
+    assert text.index("## Recommendation") < text.index("## Accuracy and speed per checkpoint")
     assert "| `onnxruntime-fp32` |" in text and "mIoU / fp32 mIoU 99.0 %" in text
     assert "ratio vs fp32" not in text and "mIoU / fp32 mIoU (gated)" in text
     assert "⚠ tiny-64-ade20k · `onnxruntime-fp32` · batch 2: other processes used 1.70 cores" in text
@@ -247,3 +248,18 @@ def test_summary_shows_build_time_apart_from_load_and_first_call(rows, tmp_path)
     assert "| build s | load + 1st call ms |" in text
     line = next(x for x in text.splitlines() if x.startswith("| onnxruntime-fp32 | fp32 |"))
     assert line.endswith("| 41.50 | 1080.00 |")
+
+
+def test_a_history_of_the_layout_before_the_cell_rename_still_gives_nightly_a_baseline(rows, tmp_path):
+    """Result schema 2 called the cell `model`: its files are read with the column mapped, not skipped."""
+    history = tmp_path / "history"
+    old = frame_to_table(rows_to_frame([{**r, "run_id": "old"} for r in rows]))
+    old = old.rename_columns(["model" if n == "cell" else n for n in old.column_names])
+    old = old.drop_columns(["artifact_build_seconds"])  # a column that schema 2 lacked: read as null
+    write_parquet_atomic(old, history / "date=2026-11-20" / "old.parquet")
+    write_parquet_atomic(pa.table({"x": [1]}), history / "date=2026-11-20" / "not-results.parquet")
+    earlier = read_history(history)
+    assert earlier["cell"].dropna().tolist() and earlier["artifact_build_seconds"].isna().all()
+    comparison = compare_with_history(rows_to_frame([{**r, "run_id": "n1"} for r in rows]), earlier)
+    assert len(comparison) == 6 and (comparison["baseline_runs"] == 1).all()
+    assert set(comparison["cell"]) == {r["cell"] for r in rows if r["status"] == "ok"}
