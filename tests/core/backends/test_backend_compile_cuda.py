@@ -162,7 +162,8 @@ def test_cuda_package_matches_fp32_at_a_batch_above_the_cpu_range(cuda_artifact,
     assert np.abs(out - ref).max() <= tol.max_rel_diff * np.abs(ref).max()
     assert (out.argmax(1) == ref.argmax(1)).mean() >= tol.min_argmax_agreement
     on_device = predictor.run_tensor(torch.from_numpy(batch).cuda())
-    assert on_device.is_cuda and torch.equal(on_device.cpu(), torch.from_numpy(out))
+    assert on_device.is_cuda  # the same package: equal up to the kernels' own run-to-run noise
+    torch.testing.assert_close(on_device.cpu(), torch.from_numpy(out), rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.gpu
