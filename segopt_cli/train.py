@@ -86,7 +86,7 @@ def train_command(
 
 def _tracker(recipe, spec, data: Path, init: str, resume: bool):
     from segopt_core.train import training_spec
-    from tasks.tracking_train import MlflowTrainLogger
+    from segopt_tracking import MlflowTrainLogger
 
     name = training_spec(spec, recipe.crop_size, spec.num_classes).name if spec else Path(init).stem
     params = recipe.to_flat_dict() | {"cell": name, "data_dir": str(data), "init": init, "resume": resume}

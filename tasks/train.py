@@ -11,13 +11,13 @@ from segopt_core.train import TrainConfig, TrainResult, cell_for_data, load_conf
 from tasks.logs import run_logger
 
 
-@task(name="prepare-config")
+@task(name="prepare-config", task_run_name="prepare-config")
 def prepare_config(config_file: str | None, preset: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """The validated recipe: preset, then the YAML file, then explicit overrides."""
     return load_config(config_file, preset_name=preset, **overrides)
 
 
-@task(name="train-model")
+@task(name="train-model", task_run_name="train-model")
 def train_model(
     data_dir: str,
     cell: str | None,
@@ -50,7 +50,7 @@ def train_model(
 
 
 def _tracker(config: TrainConfig, name: str, data_dir: str, init: str, resume: bool):
-    from tasks.tracking_train import MlflowTrainLogger
+    from segopt_tracking import MlflowTrainLogger
 
     params = config.to_flat_dict() | {"cell": name, "data_dir": data_dir, "init": init, "resume": resume}
     return MlflowTrainLogger(run_name=f"train {name}", params=params, tags={"segopt.flow": "train"})
