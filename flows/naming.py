@@ -21,6 +21,13 @@ def new_run_id(flow_name: str | None = None) -> str:
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{flow_name}-{suffix}"
 
 
+def run_options() -> dict:
+    """What every segopt `@flow` takes: runs named by their run id, and Prefect's crash detection."""
+    from flows.crash_detection import crash_detection_hook
+
+    return {"flow_run_name": new_run_id, "on_running": [crash_detection_hook]}
+
+
 def current_run_id(flow_name: str) -> str:
     """The flow run's name when `flow_run_name=new_run_id` set it, else a new run id."""
     name = flow_run.get_name() or ""

@@ -8,8 +8,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.crash_detection import crash_detection_hook
-from flows.naming import new_run_id
+from flows.naming import run_options
 from flows.optimize_all import benchmark_stage, locals_of, run_meta
 from flows.runners import runner_from_env
 from segopt_core.pipeline.params import NIGHTLY_DEFAULTS as DEFAULTS
@@ -17,7 +16,7 @@ from segopt_core.pipeline.params import NightlyParams
 from segopt_core.pipeline.stored import check_nightly_options
 from segopt_core.reports import RegressionPolicy
 from segopt_core.settings import load_settings
-from segopt_tracking import probe_tracking
+from segopt_tracking.store import probe_tracking
 from tasks.logs import log_closing_line
 from tasks.report import collect_rows, publish_report, write_report
 from tasks.store import list_artifacts
@@ -28,13 +27,7 @@ class RegressionDetected(RuntimeError):
     """A variant got slower than its recent history by more than the threshold."""
 
 
-@flow(
-    name="nightly-benchmark",
-    flow_run_name=new_run_id,
-    on_running=[crash_detection_hook],
-    task_runner=runner_from_env(),
-    log_prints=True,
-)
+@flow(name="nightly-benchmark", **run_options(), task_runner=runner_from_env(), log_prints=True)
 def nightly_benchmark(
     cells: list[str] | None = None,
     variants: list[str] | None = None,

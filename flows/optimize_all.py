@@ -16,8 +16,7 @@ import torch
 from prefect import flow, unmapped
 from prefect.runtime import flow_run
 
-from flows.crash_detection import crash_detection_hook
-from flows.naming import current_run_id, new_run_id
+from flows.naming import current_run_id, run_options
 from flows.runners import queued_per_key, runner_from_env, settle
 from segopt_core.backends.options import VariantOptions
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
@@ -38,7 +37,7 @@ from segopt_core.pipeline.results import machine_id
 from segopt_core.pipeline.stages import EvalSource
 from segopt_core.settings import load_settings
 from segopt_core.variants import CellSpec
-from segopt_tracking import probe_tracking
+from segopt_tracking.store import probe_tracking
 from tasks.benchmark import benchmark_variant, ensure_device_limit
 from tasks.discover import discover_checkpoints, load_cached_results
 from tasks.evaluate import evaluate_variant, prepare_samples
@@ -75,13 +74,7 @@ def run_meta(flow_name: str, params: dict) -> dict:
     }
 
 
-@flow(
-    name="optimize-all",
-    flow_run_name=new_run_id,
-    on_running=[crash_detection_hook],
-    task_runner=runner_from_env(),
-    log_prints=True,
-)
+@flow(name="optimize-all", **run_options(), task_runner=runner_from_env(), log_prints=True)
 def optimize_all(
     paths: list[str] | None = None,
     cells: list[str] | None = None,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.crash_detection import crash_detection_hook
-from flows.naming import new_run_id
+from flows.naming import run_options
 from segopt_core.settings import load_settings
-from segopt_tracking import probe_tracking
+from segopt_tracking.store import probe_tracking
 from tasks.train import prepare_config, train_model
 
 
@@ -17,7 +16,7 @@ def default_out_dir(cell: str | None, tiny: bool, crop: int | None) -> str:
     return str(load_settings().work_dir / "train" / (f"{name}-{crop}" if crop else name))
 
 
-@flow(name="train", flow_run_name=new_run_id, on_running=[crash_detection_hook], log_prints=True)
+@flow(name="train", **run_options(), log_prints=True)
 def train_flow(
     data_dir: str,
     cell: str | None = None,

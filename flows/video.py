@@ -6,13 +6,12 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.crash_detection import crash_detection_hook
-from flows.naming import new_run_id
+from flows.naming import run_options
 from segopt_core.video import OverlayStyle, SmoothingOptions, VideoOptions, VideoOutputs
 from tasks.video import segment_video_task
 
 
-@flow(name="video", flow_run_name=new_run_id, on_running=[crash_detection_hook], log_prints=True)
+@flow(name="video", **run_options(), log_prints=True)
 def video_flow(
     source: str,
     out: str,

@@ -25,7 +25,7 @@ UNTRACKED_HELP = "Do not log to MLflow (said in summary.md); else a dead trackin
 
 def _check_tracking(untracked: bool) -> None:
     """The tracking URI answers (TrackingUnavailable, exit 2, within seconds) unless the run is untracked."""
-    from segopt_tracking import probe_tracking
+    from segopt_tracking.store import probe_tracking
 
     if not untracked:
         probe_tracking()

@@ -69,7 +69,9 @@ def parent_note(
         if shipped.get((r["cell"], r["checkpoint"]), r["variant"]) != r["variant"]:
             lines.append(f"- at batch {int(r['batch_size'])}, {r['cell']}: `{r['variant']}` is faster")
     counts = frame.drop_duplicates(["checkpoint", "variant"])["status"].value_counts()
-    lines += ["", "Variants: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "."]
+    lines += ([""] if lines[-1] else []) + [
+        "Variants: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "."
+    ]
     lines.append(f"Report: `{report_dir / 'summary.md'}` on host `{host}` (here: Artifacts, `summary.html`).")
     if warning := _suspect_line(frame):
         lines.append(warning)
@@ -130,9 +132,8 @@ def _files_line(artifact: str, host: str, models_logged: bool) -> str:
     """Where the model files are and how to get them."""
     if not artifact:
         return "No artifact was built."
-    where = (
-        f"Model files: `{artifact}` on host `{host}` (its `metadata.json` is under Artifacts, *artifact/*)"
-    )
+    folder = Path(artifact).resolve()
+    where = f"Model files: `{folder}` on host `{host}` (its `metadata.json` is under Artifacts, *artifact/*)"
     if models_logged:
         return where + "; the files themselves are under Artifacts, *model/*."
     return where + "; `segopt optimize-all --log-models` also uploads them to this run (*model/*)."

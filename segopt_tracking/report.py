@@ -127,6 +127,15 @@ def log_report(
     return TrackingOutcome(parent, ui_link(uri, experiment, parent), note)
 
 
+def experiment_link(flow: str, uri: str | None = None) -> str | None:
+    """The link to a flow's experiment (its runs table, model-training view); None before its first run."""
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(EXPERIMENTS.get(flow, f"segopt-{flow}"))
+    return None if found is None else ui_link(uri, found.experiment_id)
+
+
 def _run_tags(meta: dict) -> dict[str, str]:
     """Tags of every run of a flow run: machine, versions, run ids, where it came from (none empty)."""
     fingerprint = meta.get("fingerprint") or {}

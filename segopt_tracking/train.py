@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from segopt_tracking.store import experiment_id, probe_tracking, tracking_uri
+from segopt_tracking.store import experiment_id, probe_tracking, tracking_uri, ui_link
 
 TRAIN_EXPERIMENT = "segopt-train"
 
@@ -29,6 +29,7 @@ class MlflowTrainLogger:
         experiment = experiment_id(self.client, TRAIN_EXPERIMENT, self.uri)
         tags = {k: v for k, v in tags.items() if v}
         self.run_id = self.client.create_run(experiment, run_name=run_name, tags=tags).info.run_id
+        self.link = ui_link(self.uri, experiment, self.run_id)  # the run in MLflow's model-training view
         params = {k: str(v) for k, v in params.items() if v is not None and str(v)}
         self.client.log_batch(self.run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
 

@@ -10,7 +10,7 @@ from prefect.exceptions import MissingContextError
 
 from segopt_core.reports import Report, read_results
 from segopt_core.reports.recommend import closing_line
-from segopt_tracking import TrackingOutcome
+from segopt_tracking.report import TrackingOutcome
 
 
 def run_logger(name: str) -> logging.Logger | logging.LoggerAdapter:
@@ -21,30 +21,37 @@ def run_logger(name: str) -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger(f"segopt.{name}")
 
 
-class QuietCompletedTasks(logging.Filter):
-    """Drops the INFO line Prefect logs when a task run completes (a flow run logged 51 of its 66 lines
-    so); failed, crashed and cancelled task runs still log theirs, at ERROR."""
+class QuietRunLog(logging.Filter):
+    """Drops Prefect's INFO lines that say nothing: "Finished in state Completed()" of each task run and of
+    the flow run (a flow run logged 51 of its 66 lines so, and the flow's would follow segopt's closing
+    line), and the two lines around segopt's crash-detection hook. Failed, crashed and cancelled runs still
+    log theirs, at ERROR."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        completed = str(record.msg).startswith("Finished in state Completed")
-        return not (completed and record.levelno == logging.INFO)
+        if record.levelno != logging.INFO:
+            return True
+        text = str(record.msg)
+        hook = "'crash_detection_hook'" in text and text.startswith(("Running hook", "Hook "))
+        return not (hook or text.startswith("Finished in state Completed"))
 
 
-def quiet_completed_tasks() -> None:
-    """Install `QuietCompletedTasks` on Prefect's task-run logger (console and API alike), once."""
-    logger = logging.getLogger("prefect.task_runs")
-    if not any(isinstance(f, QuietCompletedTasks) for f in logger.filters):
-        logger.addFilter(QuietCompletedTasks())
+def quiet_run_log() -> None:
+    """Install `QuietRunLog` on Prefect's task-run and flow-run loggers (console and API alike), once."""
+    for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.engine"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, QuietRunLog) for f in logger.filters):
+            logger.addFilter(QuietRunLog())
 
 
-quiet_completed_tasks()  # at import: every flow imports its tasks, deployment runs by a worker included
+quiet_run_log()  # at import: every flow imports its tasks, deployment runs by a worker included
 
 
 def log_closing_line(flow_name: str, report: Report, tracking: TrackingOutcome) -> str:
     """End the run log with what to ship (nightly: the regressions), the report and the MLflow link."""
     regressions = report.regressions if flow_name == "nightly-benchmark" else None
-    line = closing_line(
-        read_results(report.results), report.summary, tracking.link or tracking.note, regressions
-    )
+    mlflow = tracking.link or tracking.note.removeprefix("MLflow: ").replace(
+        "**", ""
+    )  # a log line, not Markdown
+    line = closing_line(read_results(report.results), report.summary, mlflow, regressions)
     run_logger(flow_name).info(line)
     return line

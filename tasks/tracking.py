@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from segopt_core.reports import Report
-from segopt_tracking import TrackingOutcome, track_report, untracked
+from segopt_tracking.report import TrackingOutcome, track_report, untracked
 from tasks.logs import run_logger
 
 

@@ -103,7 +103,7 @@ def recommendation_section(frame: pd.DataFrame) -> str:
                      f"{accuracy_label(r['accuracy_measure'])} {accuracy}" if each else accuracy,
                      significant(r["model_size_mib"])])  # fmt: skip
     headers = ["cell", "batch", "ship", "p50 ms", "speedup vs torch fp32 (same batch)", header, "size MiB"]
-    files = sorted({(str(r["variant"]), str(r["artifact"])) for _, r in recs.iterrows()})
+    files = sorted({(str(r["variant"]), str(Path(str(r["artifact"])).resolve())) for _, r in recs.iterrows()})
     where = "\n".join(f"- `{variant}`: `{artifact}`" for variant, artifact in files)
     sentence = ship_sentence(frame) or ""
     legend = _legend(recs, "Fastest variant (median latency per call) that passed the accuracy gate.")

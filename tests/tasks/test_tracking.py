@@ -15,7 +15,8 @@ from segopt_core.pipeline.gate import AccuracyGate
 from segopt_core.pipeline.record import VariantRecord
 from segopt_core.pipeline.results import records_to_rows
 from segopt_core.reports import read_results, write_report
-from segopt_tracking import TrackingUnavailable, log_report, probe_tracking
+from segopt_tracking.report import log_report
+from segopt_tracking.store import TrackingUnavailable, probe_tracking
 from tasks.tracking import log_to_mlflow
 
 RUN = {"run_id": "20261124T000000Z-optimize-all-test", "flow": "optimize-all", "flow_run_id": "fr-1",
