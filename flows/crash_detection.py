@@ -4,13 +4,16 @@ Prefect's own mechanism (docs: "How to detect and respond to zombie flows"): wit
 PREFECT_FLOWS_HEARTBEAT_FREQUENCY set, a flow run emits a `prefect.flow-run.heartbeat` event that often, and
 a proactive automation on the API server marks a flow run Crashed when neither a heartbeat nor a final
 state followed its last heartbeat within `CRASH_AFTER_S`. A persistent server evaluates it continuously, so
-a deployment run whose worker was killed is Crashed about `CRASH_AFTER_S` later; an ad hoc run's temporary
-server dies with the run, and the next run's server (same database) marks it as soon as it starts.
+a deployment run whose worker was killed is Crashed about `CRASH_AFTER_S` later. An ad hoc run's temporary
+server dies with the run, so the window of a killed ad hoc run ends with no server to see it; the next
+run's temporary server (same database) evaluates it when it starts, provided it has not swept the expired
+window away first: Prefect sweeps windows that ended more than PREFECT_SERVER_EVENTS_EXPIRED_BUCKET_BUFFER
+ago (60 s) before its first evaluation, so the CLI gives its temporary servers a week (`CLI_ENV`).
 
-The heartbeat is on in every segopt process (`HEARTBEAT_ENV`: the CLI sets it before Prefect is imported,
-prefect.yaml gives it to deployment runs); every segopt flow creates the automation when the API it talks
-to lacks it (`ensure_crash_detection`, a flow `on_running` hook). Nothing here imports Prefect at import time,
-so the CLI can read `HEARTBEAT_ENV` before Prefect reads its settings.
+The heartbeat is on in every segopt process (`CLI_ENV`: the CLI sets it before Prefect is imported;
+prefect.yaml gives PREFECT_FLOWS_HEARTBEAT_FREQUENCY to deployment runs); every segopt flow creates the
+automation when the API it talks to lacks it (`ensure_crash_detection`, a flow `on_running` hook). Nothing
+here imports Prefect at import time, so the CLI can read `CLI_ENV` before Prefect reads its settings.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 HEARTBEAT_S = 30  # Prefect's minimum interval
 CRASH_AFTER_S = 120  # four missed heartbeats: a busy machine delays one, never four
 HEARTBEAT_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}
+# the CLI's processes and the temporary servers they start: heartbeats, and expired windows kept a week
+CLI_ENV = HEARTBEAT_ENV | {"PREFECT_SERVER_EVENTS_EXPIRED_BUCKET_BUFFER": str(7 * 24 * 3600)}
 AUTOMATION = "segopt: mark flow runs without heartbeats crashed"
 log = logging.getLogger(__name__)
 

@@ -42,5 +42,7 @@ def ratio(value: Any) -> str:
 
 
 def speedup(value: Any) -> str:
-    """3.62×."""
-    return DASH if missing(value) else f"{float(value):.2f}×"
+    """3.62×, 22.6×, 1265× (two decimals below 10, else 3 significant digits)."""
+    if missing(value):
+        return DASH
+    return f"{float(value):.2f}×" if abs(float(value)) < 10 else f"{significant(value)}×"
