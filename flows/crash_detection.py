@@ -25,7 +25,7 @@ HEARTBEAT_S = 30  # Prefect's minimum interval
 CRASH_AFTER_S = 120  # four missed heartbeats: a busy machine delays one, never four
 HEARTBEAT_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}
 # the CLI's processes and the temporary servers they start: heartbeats, and expired windows kept a week
-CLI_ENV = HEARTBEAT_ENV | {"PREFECT_SERVER_EVENTS_EXPIRED_BUCKET_BUFFER": str(7 * 24 * 3600)}
+CLI_ENV = HEARTBEAT_ENV | {"PREFECT_SERVER_EVENTS_EXPIRED_BUCKET_BUFFER": "P7D"}  # ISO 8601: a week
 AUTOMATION = "segopt: mark flow runs without heartbeats crashed"
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ SUSPECT = "⚠"  # marks a figure measured under contention or with an absurd sp
 SEPARATE = "†"  # marks a speedup whose reference was measured in a separate run
 
 
-_NUMERIC = re.compile(r"^[-+]?\d[\d.,]*(×|\s?%)?(†)?( ⚠)?$")
+_NUMERIC = re.compile(r"^[-+]?\d[\d.,]*(×|\s?%)?(†)?(\s⚠)?$")
 
 
 def _fmt(value: Any) -> str:
@@ -61,7 +61,7 @@ def _plain(row: pd.Series) -> dict[str, Any]:
 
 def _marked(text: str, row: Any) -> str:
     """A timing figure, followed by ⚠ when its row is not to be quoted as fact."""
-    return f"{text} {SUSPECT}" if _suspect(row) and text != DASH else text
+    return f"{text}\u00a0{SUSPECT}" if _suspect(row) and text != DASH else text  # no-break space
 
 
 def _speedup(row: Any) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from segopt_core.atomic import write_bytes_atomic
+from segopt_core.reports.figures import speedup
 from segopt_core.reports.recommend import accuracy_label
 
 LOG_SPAN = 20.0  # a log axis once the largest value is more than 20x the smallest
@@ -172,7 +173,7 @@ def speedup_figure(frame: pd.DataFrame):
             for bar, variant, flagged in zip(bars, rows["variant"], suspect, strict=True):
                 bar.set_alpha(1.0 if styles[variant]["filled"] else 0.5)
                 bar.set_hatch("//" if flagged else "")
-            ax.bar_label(bars, labels=[f"{v:.2f}×" for v in values], padding=3)
+            ax.bar_label(bars, labels=[speedup(v) for v in values], padding=3)
             _log_if_wide(values, ax.set_xscale)
             ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
             ax.margins(x=0.15)
@@ -277,8 +278,8 @@ def accuracy_speed_figure(frame: pd.DataFrame, gate: float | None = None):
 
 
 def _label_front(ax, points: list[tuple[float, float]], variants: list[str]) -> None:
-    """The Pareto front as a step line, each of its points circled and named (offset so names do not
-    overlap when points share an accuracy)."""
+    """The Pareto front as a step line, each of its points circled and named: the names stack down and to
+    the left of their points (the front's points are the fast, accurate corner), inside the axes."""
     front = pareto_front(points)
     if len(front) > 1:
         ax.step(*zip(*front, strict=True), where="pre", color="black", linewidth=1.2, zorder=2,
@@ -287,8 +288,8 @@ def _label_front(ax, points: list[tuple[float, float]], variants: list[str]) -> 
         names = sorted({v for p, v in zip(points, variants, strict=True) if p == point})
         ax.scatter(*point, s=220, facecolors="none", edgecolors="black", zorder=4)
         line = {"arrowstyle": "-", "color": "grey", "linewidth": 0.6}
-        ax.annotate(", ".join(names), point, xytext=(8, 10 + 14 * (i % 3)), textcoords="offset points",
-                    fontsize=9, arrowprops=line)  # fmt: skip
+        ax.annotate(", ".join(names), point, xytext=(-14, -18 * (i + 1)), textcoords="offset points",
+                    ha="right", va="top", fontsize=9, arrowprops=line)  # fmt: skip
 
 
 def write_plots(frame: pd.DataFrame, out_dir: str | Path, gate: float | None = None) -> list[Path]:

@@ -73,3 +73,15 @@ def _wait_for_run(done, timeout_s: float, run_id=None):
                 return run
         time.sleep(1)
     pytest.fail(f"no flow run reached the expected state within {timeout_s} s: {[r.state for r in runs]}")
+
+
+def test_the_cli_environment_is_valid_prefect_settings():
+    """CLI_ENV reaches Prefect's settings (and the temporary servers it starts) as the intended values."""
+    from flows.crash_detection import CLI_ENV, HEARTBEAT_S
+
+    code = ("from prefect.settings import get_current_settings as s; c = s()\n"
+            "print(c.flows.heartbeat_frequency, c.server.events.expired_bucket_buffer.days)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **CLI_ENV}, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(HEARTBEAT_S), "7"]

@@ -322,7 +322,7 @@ def test_summary_figures_are_right_aligned_and_marks_explained_beside_their_tabl
     assert "| onnxruntime-fp32 | fp32 | 0.4950 | 0.9900 | accepted | 125 | 1.25×† | 167 |" in accuracy
     assert "speedup vs torch fp32 (bs 1)" in accuracy and accuracy.count("†: speedup from") == 1
     batches = text.split("## Latency, throughput and memory per batch size")[1].split("## Measurements")[0]
-    assert "| onnxruntime-fp32 | 2 | 12.0 ⚠ | 13.2 | 14.4 | 167 ⚠ | 1.70 | 500 | 1.00 |" in batches
+    assert "| onnxruntime-fp32 | 2 | 12.0\u00a0⚠ | 13.2 | 14.4 | 167\u00a0⚠ | 1.70 | 500 | 1.00 |" in batches
     assert "⚠: measured while the machine was busy" in batches and "†" not in batches
     assert (
         "mIoU / fp32 mIoU 0.9900" not in text.split("## Accuracy")[0].split("**Ship")[1].split("\n\n", 1)[1]
