@@ -44,6 +44,7 @@ def test_a_killed_flow_run_is_marked_crashed(prefect_harness, tmp_path):
                             stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         run = _wait_for_run(lambda run: run.state.is_running(), 120)
+        time.sleep(8)  # its first heartbeat, sent as the run starts, reaches the server (the next is 30 s on)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         run = _wait_for_run(lambda run: run.state.type.value == "CRASHED", 90, run.id)
