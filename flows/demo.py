@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.naming import run_options
 from flows.optimize_all import optimize_all
 from flows.train import train_flow
 from flows.video import video_flow
@@ -17,7 +18,7 @@ from segopt_core.settings import load_settings
 from tasks.data import synth_dataset_task, synth_video_task
 
 
-@flow(name="demo", log_prints=True)
+@flow(name="demo", **run_options(), log_prints=True)
 def demo(
     work_dir: str | None = None,
     report_dir: str | None = None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from prefect import flow, unmapped
 from prefect.runtime import flow_run
 
+from flows.naming import current_run_id, run_options
 from flows.runners import queued_per_key, runner_from_env, settle
 from segopt_core.backends.options import VariantOptions
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
@@ -37,14 +37,14 @@ from segopt_core.pipeline.results import machine_id
 from segopt_core.pipeline.stages import EvalSource
 from segopt_core.settings import load_settings
 from segopt_core.variants import CellSpec
+from segopt_tracking.store import probe_tracking
 from tasks.benchmark import benchmark_variant, ensure_device_limit
 from tasks.discover import discover_checkpoints, load_cached_results
 from tasks.evaluate import evaluate_variant, prepare_samples
+from tasks.logs import log_closing_line
 from tasks.optimize import build_variant
 from tasks.report import collect_rows, publish_report, write_report
 from tasks.tracking import log_to_mlflow
-
-RUN_ID = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]+-[0-9a-z]{1,8}")
 
 
 def device_key(record: VariantRecord) -> str:
@@ -52,26 +52,10 @@ def device_key(record: VariantRecord) -> str:
     return device_concurrency_key(record.device)
 
 
-def new_run_id(flow_name: str | None = None) -> str:
-    """Report id: UTC time + flow name + the Prefect flow-run id prefix (unique per run, sortable).
-
-    Also the flows' `flow_run_name`, so the Prefect run, reports/<run-id>/ and MLflow share one name.
-    """
-    suffix = (flow_run.get_id() or "local")[:8]
-    flow_name = flow_name or flow_run.get_flow_name() or "flow"
-    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{flow_name}-{suffix}"
-
-
 def locals_of(flow_fn, values: dict) -> dict:
     """A flow's arguments from its `locals()` (taken first thing in its body), by parameter name."""
     names = inspect.signature(flow_fn.fn if hasattr(flow_fn, "fn") else flow_fn).parameters
     return {name: values[name] for name in names}
-
-
-def current_run_id(flow_name: str) -> str:
-    """The flow run's name when `flow_run_name=new_run_id` set it, else a new run id."""
-    name = flow_run.get_name() or ""
-    return name if RUN_ID.fullmatch(name) else new_run_id(flow_name)
 
 
 def run_meta(flow_name: str, params: dict) -> dict:
@@ -90,7 +74,7 @@ def run_meta(flow_name: str, params: dict) -> dict:
     }
 
 
-@flow(name="optimize-all", flow_run_name=new_run_id, task_runner=runner_from_env(), log_prints=True)
+@flow(name="optimize-all", **run_options(), task_runner=runner_from_env(), log_prints=True)
 def optimize_all(
     paths: list[str] | None = None,
     cells: list[str] | None = None,
@@ -107,6 +91,7 @@ def optimize_all(
     report_dir: str | None = None,
     demo_zoo_if_empty: bool = DEFAULTS.demo_zoo_if_empty,
     log_models: bool = DEFAULTS.log_models,
+    track: bool = DEFAULTS.track,
 ) -> str:
     """Optimize, benchmark, verify and report every checkpoint under `paths`; returns the report folder.
 
@@ -115,11 +100,14 @@ def optimize_all(
     backends/precisions: filters of the machine's default variants; variants: exact slugs
     (e.g. onnxruntime-fp32); data_dir: labelled validation set (else label-free agreement with fp32 on
     synthetic samples); limit: evaluation images; min_miou_ratio: the accuracy gate;
-    demo_zoo_if_empty: write the tiny demo zoo when `paths` hold nothing. Defaults: OptimizeAllParams.
+    demo_zoo_if_empty: write the tiny demo zoo when `paths` hold nothing; track: log to MLflow (the
+    tracking URI is probed first: a dead server fails the run in seconds). Defaults: OptimizeAllParams.
     """
     # a mistyped option fails here, before anything is discovered or built
     sizes = list(batch_sizes or DEFAULTS.batch_sizes)
     options = check_run_options(cells, backends, precisions, variants, sizes, torch.cuda.is_available())
+    if track:
+        probe_tracking()  # a dead tracking server: one line now, not minutes of MLflow retries at the end
     run = start_run(OptimizeAllParams(**locals_of(optimize_all, locals())))
     plan = plan_variants(run, options)
     built = build_stage(plan, run)
@@ -229,8 +217,9 @@ def report_stage(records: list[VariantRecord], run: Run) -> str:
     """Rows with the gate applied, the report on disk, MLflow, the Prefect artifacts; the report folder."""
     rows = collect_rows(records, run.meta, run.params.min_miou_ratio)
     report = write_report(rows, str(run.reports), run.meta, str(run.reports / "history"))
-    log_to_mlflow(report, run.meta, run.params.log_models)
+    tracking = log_to_mlflow(report, run.meta, run.params.log_models, run.params.track)
     publish_report(report, "optimize-all")
+    log_closing_line("optimize-all", report, tracking)
     if not any(row["status"] == "ok" for row in rows):
         raise RunFailed(f"no variant succeeded; see {report.summary}")
     return str(report.dir)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.naming import run_options
 from segopt_core.settings import load_settings
+from segopt_tracking.store import probe_tracking
 from tasks.train import prepare_config, train_model
 
 
@@ -14,7 +16,7 @@ def default_out_dir(cell: str | None, tiny: bool, crop: int | None) -> str:
     return str(load_settings().work_dir / "train" / (f"{name}-{crop}" if crop else name))
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train", **run_options(), log_prints=True)
 def train_flow(
     data_dir: str,
     cell: str | None = None,
@@ -39,6 +41,8 @@ def train_flow(
     """Train a SegFormer cell on a dataset folder with SegFormer's recipe (or a preset), tracked in MLflow."""
     overrides = {"iters": iters, "epochs": epochs, "val_interval": val_every, "crop_size": crop, "lr": lr,
                  "batch_size": batch_size, "device": device, "amp": amp, "seed": seed}  # fmt: skip
+    if track:
+        probe_tracking()  # a dead tracking server: one line now, not minutes of MLflow retries
     config = prepare_config(config_file, preset, overrides)
     out = out_dir or default_out_dir(cell, tiny, crop)
     result = train_model(data_dir, cell, tiny, config, out, init, pretrained_encoder, resume, track)

@@ -6,11 +6,12 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.naming import run_options
 from segopt_core.video import OverlayStyle, SmoothingOptions, VideoOptions, VideoOutputs
 from tasks.video import segment_video_task
 
 
-@flow(name="video", log_prints=True)
+@flow(name="video", **run_options(), log_prints=True)
 def video_flow(
     source: str,
     out: str,

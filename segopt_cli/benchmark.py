@@ -29,8 +29,8 @@ SUMMARY_COLUMNS = [
     "latency_ms_p90",
     "throughput_ips",
     "first_call_ms",
-    "peak_rss_mb",
-    "model_size_mb",
+    "peak_rss_mib",
+    "model_size_mib",
     "other_cpu_cores",
     "quality",
 ]

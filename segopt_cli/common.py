@@ -65,10 +65,15 @@ def check_positive(value: int | None, flag: str) -> None:
 
 
 def offline_defaults() -> None:
-    """No telemetry, and time for Prefect's temporary API server to start on a busy machine."""
+    """No telemetry, time for Prefect's temporary API server to start on a busy machine, and flow-run
+    heartbeats (a run whose process dies ends Crashed: flows/crash_detection.py)."""
+    from flows.crash_detection import CLI_ENV
+
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    for key, value in CLI_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def error_line(exc: BaseException) -> tuple[str, int]:

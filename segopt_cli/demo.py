@@ -52,7 +52,18 @@ def demo_command(
     mlflow_ui = ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1"
     prefect_ui = ".venv/bin/prefect server start --host 127.0.0.1  (then open http://127.0.0.1:4200)"
     typer.echo(f"\nCompare runs in MLflow:   {mlflow_ui}")
+    typer.echo(f"  then open               {_mlflow_link()}")
     typer.echo(f"Browse flow runs:         {prefect_ui}")
+
+
+def _mlflow_link() -> str:
+    """optimize-all's runs table in MLflow's model-training view (MLflow 3 opens its GenAI view otherwise)."""
+    from segopt_tracking.report import experiment_link
+
+    try:
+        return experiment_link("optimize-all") or "http://127.0.0.1:5000/?workflowType=machine_learning"
+    except Exception as exc:  # recovery: the demo finished; only the link is unknown
+        return f"http://127.0.0.1:5000/?workflowType=machine_learning ({type(exc).__name__}: {exc})"
 
 
 def fps_line(result: dict) -> str:

@@ -20,6 +20,15 @@ RUNNER_HELP = (
     "default SEGOPT_TASK_RUNNER, else threads"
 )
 DASK_HELP = "Dask scheduler, e.g. tcp://HOST:8786 (default SEGOPT_DASK_ADDRESS)."
+UNTRACKED_HELP = "Do not log to MLflow (said in summary.md); else a dead tracking URI stops the run first."
+
+
+def _check_tracking(untracked: bool) -> None:
+    """The tracking URI answers (TrackingUnavailable, exit 2, within seconds) unless the run is untracked."""
+    from segopt_tracking.store import probe_tracking
+
+    if not untracked:
+        probe_tracking()
 
 
 def _check_data(data: Path, limit: int | None) -> None:
@@ -105,8 +114,10 @@ def optimize_all_command(
     report_dir: Path = typer.Option(None, "--report-dir", help="Reports and history (default reports)."),
     demo_zoo: bool = typer.Option(False, "--demo-zoo", help="Write the tiny demo zoo if PATHS are empty."),
     log_models: bool = typer.Option(False, "--log-models", help="Also upload model files to MLflow."),
+    untracked: bool = typer.Option(False, "--untracked", help=UNTRACKED_HELP),
 ) -> None:
     """Discover checkpoints, build every variant, benchmark, verify accuracy, report and track."""
+    _check_tracking(untracked)  # first: seconds, before torch is even imported
     import torch
 
     from segopt_core.pipeline.jobs import check_run_options
@@ -124,6 +135,7 @@ def optimize_all_command(
         data_dir=str(data) if data else None, limit=limit, warmup=warmup, iters=iters,
         min_miou_ratio=min_miou_ratio, work_dir=str(work_dir) if work_dir else None,
         report_dir=str(report_dir) if report_dir else None, demo_zoo_if_empty=demo_zoo, log_models=log_models,
+        track=not untracked,
     )  # fmt: skip
     _run(optimize_all, task_runner, dask_address, **params.model_dump())
 
@@ -151,8 +163,10 @@ def nightly_benchmark_command(
     dask_address: str = typer.Option(None, "--dask-address", help=DASK_HELP),
     work_dir: Path = typer.Option(None, "--work-dir", help="Where optimize-all stored artifacts."),
     report_dir: Path = typer.Option(None, "--report-dir", help="Reports and history (default reports)."),
+    untracked: bool = typer.Option(False, "--untracked", help=UNTRACKED_HELP),
 ) -> None:
     """Re-benchmark the stored artifacts, append to the history and flag regressions."""
+    _check_tracking(untracked)  # first: seconds, before torch is even imported
     from segopt_core.pipeline.stored import check_nightly_options
     from segopt_core.settings import load_settings
 
@@ -164,6 +178,7 @@ def nightly_benchmark_command(
         cells=cells, variants=variants, batch_sizes=sizes, warmup=warmup,
         iters=iters, window=window, threshold=threshold, fail_on_regression=fail_on_regression,
         work_dir=str(work_dir) if work_dir else None, report_dir=str(report_dir) if report_dir else None,
+        track=not untracked,
     )  # fmt: skip
     _run(nightly_benchmark, task_runner, dask_address, **params.model_dump())
 

@@ -82,11 +82,13 @@ def train_command(
     )
     typer.echo(f"{result.cell}: {result.iterations} iterations in {result.seconds:.0f} s, best mIoU {best}")
     typer.echo(f"model: {result.model_dir}   resume state: {result.state_path}")
+    if tracker is not None:
+        typer.echo(f"MLflow: {tracker.link}")
 
 
 def _tracker(recipe, spec, data: Path, init: str, resume: bool):
     from segopt_core.train import training_spec
-    from tasks.tracking_train import MlflowTrainLogger
+    from segopt_tracking.train import MlflowTrainLogger
 
     name = training_spec(spec, recipe.crop_size, spec.num_classes).name if spec else Path(init).stem
     params = recipe.to_flat_dict() | {"cell": name, "data_dir": str(data), "init": init, "resume": resume}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 from prefect import get_run_logger, task
@@ -107,6 +106,6 @@ def benchmark_variant(
         log.info(f"{record.variant}: reusing the benchmark an earlier run finished")
         return done
     with device_slot(record.device, device_key, log):
-        log.info(f"benchmarking {record.variant} (pid {os.getpid()} holds the device)")
+        log.info(f"benchmarking {record.variant} on {record.device} (other benchmarks wait until it ends)")
         result = benchmark_record_isolated(record, spec, batch_sizes, warmup, iters)
     return remember(result, cache_root, stage="benchmark") if cache_root else result

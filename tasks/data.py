@@ -9,13 +9,13 @@ from prefect import task
 from segopt_core.data import SynthVideo, synth_dataset, synth_video
 
 
-@task(name="synth-dataset")
+@task(name="synth-dataset", task_run_name="synth-dataset")
 def synth_dataset_task(out: str, layout: str, n_train: int, n_val: int, size: int, seed: int) -> str:
     """Write (or reuse) a synthetic dataset in a real layout; returns the folder open_dataset reads."""
     return str(synth_dataset(out, layout, n_train, n_val, (size, size), seed, progress=True))
 
 
-@task(name="synth-video")
+@task(name="synth-video", task_run_name="synth-video")
 def synth_video_task(out: str, n_frames: int, size: int, fps: float, seed: int) -> SynthVideo:
     """Write a synthetic clip with per-frame ground-truth masks and a scene cut."""
     path = Path(out)

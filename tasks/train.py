@@ -11,13 +11,13 @@ from segopt_core.train import TrainConfig, TrainResult, cell_for_data, load_conf
 from tasks.logs import run_logger
 
 
-@task(name="prepare-config")
+@task(name="prepare-config", task_run_name="prepare-config")
 def prepare_config(config_file: str | None, preset: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """The validated recipe: preset, then the YAML file, then explicit overrides."""
     return load_config(config_file, preset_name=preset, **overrides)
 
 
-@task(name="train-model")
+@task(name="train-model", task_run_name="train-model")
 def train_model(
     data_dir: str,
     cell: str | None,
@@ -43,6 +43,7 @@ def train_model(
     if tracker is not None:
         tracker.log_folder(result.model_dir, "best_model" if result.best_dir else "model")
         tracker.finish(ok=True)
+        run_logger("train").info("MLflow: %s", tracker.link)
     run_logger("train").info(
         "trained %s: %d iterations, best mIoU %s", result.cell, result.iterations, result.best_miou
     )
@@ -50,7 +51,7 @@ def train_model(
 
 
 def _tracker(config: TrainConfig, name: str, data_dir: str, init: str, resume: bool):
-    from tasks.tracking_train import MlflowTrainLogger
+    from segopt_tracking.train import MlflowTrainLogger
 
     params = config.to_flat_dict() | {"cell": name, "data_dir": data_dir, "init": init, "resume": resume}
     return MlflowTrainLogger(run_name=f"train {name}", params=params, tags={"segopt.flow": "train"})

@@ -11,7 +11,7 @@ from segopt_core.video.pipeline import resolve_predictor
 from tasks.logs import run_logger
 
 
-@task(name="segment-video")
+@task(name="segment-video", task_run_name="segment-video")
 def segment_video_task(
     source: str,
     outputs: VideoOutputs,

@@ -26,6 +26,25 @@ def test_core_imports_no_orchestration():
     )
 
 
+def test_tracking_imports_no_prefect_and_the_tasks_no_mlflow():
+    """MLflow code lives in segopt_tracking (no Prefect there); tasks/ and flows/ never import mlflow."""
+    code = (
+        "import importlib, pkgutil, sys, segopt_tracking\n"
+        "for m in pkgutil.walk_packages(segopt_tracking.__path__, 'segopt_tracking.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = sorted(k for k in sys.modules if k.split('.')[0] == 'prefect')\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"segopt_tracking imported prefect: {result.stdout}{result.stderr}"
+    root = Path(segopt_core.__file__).resolve().parents[1]
+    for path in sorted([*root.glob("tasks/*.py"), *root.glob("flows/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            assert not [n for n in names if n.split(".")[0] == "mlflow"], f"{path} imports mlflow"
+
+
 # Import edges that still close a cycle, each with the reason it is tolerated. Keep this empty.
 KNOWN_CYCLE_EDGES: set[tuple[str, str]] = set()
 

@@ -11,7 +11,7 @@ from segopt_core.benchmark.engine import (
     describe_error,
     is_out_of_memory,
     measure,
-    model_size_mb,
+    model_size_mib,
     status_rows,
 )
 from segopt_core.benchmark.fingerprint import detect_allocator, machine_fingerprint
@@ -52,7 +52,7 @@ __all__ = [
     "latency_stats",
     "machine_fingerprint",
     "measure",
-    "model_size_mb",
+    "model_size_mib",
     "read_parquet",
     "rows_to_table",
     "schema_markdown",

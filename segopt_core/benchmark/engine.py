@@ -60,7 +60,7 @@ def describe_error(exc: BaseException) -> str:
     return text[:500]
 
 
-def model_size_mb(model: nn.Module | None = None, path: str | Path | None = None) -> float | None:
+def model_size_mib(model: nn.Module | None = None, path: str | Path | None = None) -> float | None:
     """Size on disk of a file/folder when a path is given, else the state-dict bytes of the module, MiB."""
     if path is not None:
         path = Path(path)
@@ -135,11 +135,11 @@ def measure(fn: Callable[[], object], batch_size: int, device: str, timing: Timi
         "warmup_iters": warmup_calls,
         **best,
         "measure_attempts": len(attempts),
-        "rss_before_mb": memory.rss_before_mb,
-        "peak_rss_mb": memory.peak_rss_mb,
-        "peak_rss_increase_mb": memory.peak_rss_increase_mb,
-        "cuda_max_allocated_mb": memory.cuda_max_allocated_mb,
-        "gpu_mem_used_peak_mb": memory.gpu_mem_used_peak_mb,
+        "rss_before_mib": memory.rss_before_mb,
+        "peak_rss_mib": memory.peak_rss_mb,
+        "peak_rss_increase_mib": memory.peak_rss_increase_mb,
+        "cuda_max_allocated_mib": memory.cuda_max_allocated_mb,
+        "gpu_mem_used_peak_mib": memory.gpu_mem_used_peak_mb,
     }
 
 
@@ -245,7 +245,7 @@ def benchmark_predictor(
     static = {
         "checkpoint_sha256": checkpoint_sha256,
         "load_ms": load_ms,
-        "model_size_mb": model_size_mb(module, model_path),
+        "model_size_mib": model_size_mib(module, model_path),
         "param_count": _first_known(param_count, _artifact_param_count(model_path), _param_count(module)),
     }
     name = variant or predictor.name

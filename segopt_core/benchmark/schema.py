@@ -12,8 +12,17 @@ import pyarrow.parquet as pq
 
 from segopt_core.errors import SegoptError
 
-SCHEMA_VERSION = 3  # 2: load and quality columns (contended rows flagged); 3: `cell` (was `model`)
-RENAMED_COLUMNS = {"model": "cell"}  # old name -> new name, for files written before the rename
+SCHEMA_VERSION = 4  # 2: load and quality columns (contended rows flagged); 3: `cell` (was `model`); 4: `_mib`
+# old name -> new name, for files written before a rename (3: the cell; 4: MiB columns said `_mb`)
+_MIB = (
+    "rss_before",
+    "peak_rss",
+    "peak_rss_increase",
+    "cuda_max_allocated",
+    "gpu_mem_used_peak",
+    "model_size",
+)
+RENAMED_COLUMNS = {"model": "cell", **{f"{name}_mb": f"{name}_mib" for name in _MIB}}
 STATUSES = ("ok", "oom", "failed", "skipped")
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
 _PY_TYPES: dict[str, tuple[type, ...]] = {
@@ -88,13 +97,13 @@ _QUALITY = (
     ),
 )
 _MEMORY = (
-    Column("rss_before_mb", "float64", "Process resident set size before this batch size ran, MiB."),
-    Column("peak_rss_mb", "float64", "Process RSS high-water mark while this batch size ran, MiB."),
-    Column("peak_rss_increase_mb", "float64", "peak_rss_mb - rss_before_mb, MiB."),
-    Column("cuda_max_allocated_mb", "float64", "torch.cuda.max_memory_allocated, MiB; null on CPU."),
-    Column("gpu_mem_used_peak_mb", "float64", "Peak NVML device memory used (all processes), MiB."),
+    Column("rss_before_mib", "float64", "Process resident set size before this batch size ran, MiB."),
+    Column("peak_rss_mib", "float64", "Process RSS high-water mark while this batch size ran, MiB."),
+    Column("peak_rss_increase_mib", "float64", "peak_rss_mib - rss_before_mib, MiB."),
+    Column("cuda_max_allocated_mib", "float64", "torch.cuda.max_memory_allocated, MiB; null on CPU."),
+    Column("gpu_mem_used_peak_mib", "float64", "Peak NVML device memory used (all processes), MiB."),
     Column(
-        "model_size_mb",
+        "model_size_mib",
         "float64",
         "Model files on disk (an artifact's `model_files`, e.g. compiled packages, else every file) "
         "when a path is known, else state-dict bytes, MiB.",

@@ -27,6 +27,7 @@ class BenchmarkParams(BaseModel):
     iters: int = 20  # timed calls per batch size: enough for a stable median on a busy 2-core CI box
     work_dir: str | None = None  # None: SegoptSettings.work_dir
     report_dir: str | None = None  # None: SegoptSettings.reports_dir
+    track: bool = True  # log to MLflow (False: untracked, said in summary.md and on the console)
 
     @field_validator("batch_sizes", mode="before")
     @classmethod

@@ -50,7 +50,8 @@ class VariantRecord:
     accuracy: dict[str, Any] | None = None  # eval_mode, eval_images, miou / pixel_agreement ... or error
     # timing (UTC ISO times, seconds)
     started_at: str | None = None
-    build_seconds: float | None = None
+    build_seconds: float | None = None  # checkpoint load + build (or reuse check), the wait excluded
+    build_wait_seconds: float | None = None  # waiting for the other builds (one torch build at a time)
     artifact_build_seconds: float | None = None  # the store's build (compile included); None when reused
     benchmark_seconds: float | None = None
     eval_seconds: float | None = None

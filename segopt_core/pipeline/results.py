@@ -17,6 +17,7 @@ _TIMING_KEYS = (
     "started_at",
     "finished_at",
     "build_seconds",
+    "build_wait_seconds",
     "artifact_build_seconds",
     "benchmark_seconds",
     "eval_seconds",

@@ -108,23 +108,28 @@ def build_job(job: VariantJob, store_root: str | Path, calib: EvalSource | None 
     images = None
     if calib is not None and job.options.precision == "int8-static":
         images = calibration_images(calib, job.checkpoint.spec, job.options.calibration.num_images)
+    waited = 0.0
     try:
         store = ArtifactStore(store_root)
         store.clean_temp()  # temp folders of builds killed earlier (never a live build's)
+        queued = time.perf_counter()
         with _TORCH_LOCK:  # export, quantization and verification all run the torch model
+            waited = time.perf_counter() - queued
             loaded = load_checkpoint(job.checkpoint.path, job.checkpoint.spec)
             artifact = store.get_or_build(loaded, job.options, calib_images=images)
     except BackendUnavailable as exc:  # not a failure: this machine cannot run the backend
-        return job.record("skipped", error=str(exc))
+        return job.record("skipped", error=str(exc), started_at=started, finished_at=_utc_now())
     except Exception as exc:  # a full disk fails this variant (a row), not the run
         if not is_disk_full(exc):
             raise
-        return job.record("failed", error=f"artifact store {store_root}: no space left on device ({exc})")
+        error = f"artifact store {store_root}: no space left on device ({exc})"
+        return job.record("failed", error=error, started_at=started, finished_at=_utc_now())
     return job.record(
         "ok",
         artifact=str(artifact.path),
         started_at=started,
-        build_seconds=round(time.perf_counter() - clock, 3),
+        build_seconds=round(time.perf_counter() - clock - waited, 3),
+        build_wait_seconds=round(waited, 3),
         artifact_build_seconds=artifact.metadata.get("build_seconds"),
     )
 

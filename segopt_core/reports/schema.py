@@ -16,7 +16,9 @@ import pyarrow as pa
 from segopt_core.benchmark.schema import COLUMNS as BENCHMARK_COLUMNS
 from segopt_core.benchmark.schema import Column, rename_old_columns
 
-RESULT_SCHEMA_VERSION = 3  # 2: same-round reference, accuracy_measure, stage timings; 3: `cell` (was `model`)
+# 2: same-round reference, accuracy_measure, stage timings; 3: `cell` (was `model`); 4: MiB columns `_mib`
+# (were `_mb`), `build_wait_seconds`, `build_seconds` without the wait
+RESULT_SCHEMA_VERSION = 4
 
 _ORCHESTRATION = (
     Column("run_id", "string", "Report id of the flow run (also the folder name under reports/)."),
@@ -30,8 +32,22 @@ _ORCHESTRATION = (
     Column("artifact", "string", "Path of the optimized artifact, '' when none was built."),
     Column("reused", "bool", "True when this row came from the result cache of an earlier run."),
     Column("started_at", "string", "UTC time this variant's build started (ISO 8601), '' if unknown."),
-    Column("finished_at", "string", "UTC time this variant's evaluation finished (ISO 8601), '' if unknown."),
-    Column("build_seconds", "float64", "Time to build (or reuse) the artifact, s."),
+    Column(
+        "finished_at",
+        "string",
+        "UTC time this variant's evaluation finished (a skipped one: its build), ISO 8601; '' if unknown.",
+    ),
+    Column(
+        "build_seconds",
+        "float64",
+        "Time this run spent getting the artifact: loading the checkpoint, then building it or checking the "
+        "stored one; waiting for other builds excluded (build_wait_seconds), s.",
+    ),
+    Column(
+        "build_wait_seconds",
+        "float64",
+        "Time the build waited for other builds (one torch build at once), s.",
+    ),
     Column("benchmark_seconds", "float64", "Time of the benchmark task (spawned process included), s."),
     Column("eval_seconds", "float64", "Time of the accuracy check, s."),
     Column("artifact_build_seconds", "float64", "Time the artifact took to build, compile and verify, s."),

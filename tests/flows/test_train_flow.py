@@ -42,3 +42,22 @@ def test_train_flow_tracks_run(prefect_harness, mlflow_uri, synth_data, tmp_path
     assert [m.step for m in history] == [4]
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "best_model")]
     assert "best_model/segopt.json" in artifacts and "best_model/model.safetensors" in artifacts
+
+
+def test_train_flow_runs_are_named_by_run_id_and_tasks_have_no_random_suffix(
+    prefect_harness, synth_data, tmp_path
+):
+    """Like optimize-all's: `<UTC time>-train-<id prefix>`, not 'blue-tarsier'; `train-model`, not `-78e`."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.naming import RUN_ID
+    from flows.train import train_flow
+
+    state = train_flow(data_dir=str(synth_data), tiny=True, iters=1, crop=32, out_dir=str(tmp_path / "run"),
+                       track=False, return_state=True)  # fmt: skip
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    assert RUN_ID.fullmatch(run.name) and "-train-" in run.name
+    assert sorted(t.name for t in tasks) == ["prepare-config", "train-model"]

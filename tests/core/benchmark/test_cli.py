@@ -33,7 +33,7 @@ def test_benchmark_checkpoint_to_parquet(tiny_checkpoint, tmp_path, env):
     by_variant = {(r["variant"], r["batch_size"]): r for r in rows}
     assert set(by_variant) == {("torch-fp32", 1), ("torch-fp16-cuda", 1)}
     fp32 = by_variant[("torch-fp32", 1)]
-    assert fp32["status"] == "ok" and fp32["load_ms"] > 0 and fp32["model_size_mb"] > 0
+    assert fp32["status"] == "ok" and fp32["load_ms"] > 0 and fp32["model_size_mib"] > 0
     assert fp32["checkpoint_sha256"] and fp32["cell"] == "tiny-64-ade20k"
     fp16 = by_variant[("torch-fp16-cuda", 1)]
     assert fp16["status"] == ("ok" if fp16["gpu_name"] else "skipped") and fp16["device"] == "cuda"

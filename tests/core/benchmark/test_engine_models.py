@@ -19,8 +19,8 @@ def test_model_scope_on_tiny_segformer(tiny_model, tiny_spec):
     row = rows[0]
     assert (row["input_h"], row["input_w"]) == tiny_spec.crop_size and row["cell"] == tiny_spec.name
     assert row["param_count"] == parameter_count(tiny_model)
-    assert row["model_size_mb"] > 0 and row["peak_rss_mb"] >= row["rss_before_mb"] > 0
-    assert row["cuda_max_allocated_mb"] is None and row["device"] == "cpu"
+    assert row["model_size_mib"] > 0 and row["peak_rss_mib"] >= row["rss_before_mib"] > 0
+    assert row["cuda_max_allocated_mib"] is None and row["device"] == "cpu"
 
 
 def test_end_to_end_scope(tiny_model, tiny_spec, tmp_path):

@@ -30,8 +30,8 @@ RUN = {"run_id": "r1", "flow": "optimize-all", "flow_run_id": "", "machine_id": 
 def bench(batch_size: int, latency_ms: float) -> dict:
     return {"status": "ok", "error": "", "batch_size": batch_size, "latency_ms_median": latency_ms,
             "latency_ms_p90": latency_ms * 1.1, "latency_ms_p99": latency_ms * 1.2,
-            "throughput_ips": round(1000 * batch_size / latency_ms, 3), "peak_rss_mb": 500.0,
-            "model_size_mb": 1.0, "date": "2026-11-23T00:00:00+00:00", "device": "cpu"}  # fmt: skip
+            "throughput_ips": round(1000 * batch_size / latency_ms, 3), "peak_rss_mib": 500.0,
+            "model_size_mib": 1.0, "date": "2026-11-23T00:00:00+00:00", "device": "cpu"}  # fmt: skip
 
 
 def record(
@@ -166,8 +166,12 @@ def test_recommendation_is_the_fastest_accepted_variant(rows, tmp_path):
     report = write_report(rows, tmp_path / "reports", {**RUN, "machine": "box"})
     text = report.summary.read_text()
     assert text.index("## Recommendation") < text.index("## Accuracy and speed per checkpoint")
-    assert "| `onnxruntime-fp32` |" in text and "mIoU / fp32 mIoU 99.0 %" in text
+    assert "| `onnxruntime-fp32` |" in text and "| mIoU / fp32 mIoU | size MiB |" in text
+    assert "| tiny-64-ade20k | 1 | `onnxruntime-fp32` | 8.00 | 1.25×† | 0.9900 | 1.00 |" in text
     assert "ratio vs fp32" not in text and "mIoU / fp32 mIoU (gated)" in text
+    first = text.split("## Recommendation\n\n")[1].splitlines()[0]
+    assert first == ("**Ship onnxruntime-fp32 for tiny-64-ade20k at batch 1: 8.00 ms, 1.25× torch fp32, "
+                     "mIoU / fp32 mIoU 0.9900.**")  # fmt: skip
     assert "⚠ tiny-64-ade20k · `onnxruntime-fp32` · batch 2: other processes used 1.70 cores" in text
 
 
@@ -179,11 +183,24 @@ def test_report_files_get_the_usual_mode_not_0600(rows, tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
-def test_plot_styles_never_repeat_and_pareto_front():
+def test_plot_colour_is_the_backend_and_marker_the_precision_and_pareto_front():
     from segopt_core.reports.plots import pareto_front, variant_styles
 
-    styles = variant_styles([f"variant-{i}" for i in range(22)])
-    assert len(set(styles.values())) == 22 and len({colour for colour, _ in styles.values()}) == 22
+    variants = ["torch-fp32", "torch-bf16", "onnxruntime-fp32", "onnxruntime-fp32-folded",
+                "openvino-int8-static", "newbackend-fp32"]  # fmt: skip
+    rows = pd.DataFrame({"variant": variants, "backend": [v.split("-")[0] for v in variants],
+                         "precision": ["fp32", "bf16", "fp32", "fp32", "int8-static", "fp32"]})  # fmt: skip
+    styles = variant_styles(rows)
+    assert (
+        styles["torch-fp32"]["color"] == styles["torch-bf16"]["color"] != styles["onnxruntime-fp32"]["color"]
+    )
+    assert (
+        styles["torch-fp32"]["marker"]
+        == styles["onnxruntime-fp32"]["marker"]
+        != styles["torch-bf16"]["marker"]
+    )
+    assert styles["onnxruntime-fp32"]["filled"] and not styles["onnxruntime-fp32-folded"]["filled"]
+    assert len({s["color"] for s in styles.values()}) == 4  # an unlisted backend gets a colour of its own
     points = [(1.0, 1.0), (2.0, 0.99), (1.5, 0.95), (40.0, 0.9), (3.0, 0.8)]
     assert pareto_front(points) == [(1.0, 1.0), (2.0, 0.99), (40.0, 0.9)]
 
@@ -194,7 +211,7 @@ def test_regression_measured_on_a_busy_machine_is_marked(rows):
     frame = rows_to_frame([{**r, "quality": "suspect"} if r["variant"] == "torch-fp32" else r for r in rows])
     comparison = compare_with_history(frame, frame.assign(run_id="old", latency_ms_median=1.0))
     text = regressions_table(comparison, frame)
-    assert "| torch-fp32 | 1 | 1 | 1.00 | 10.00 | +900.0 % | **REGRESSION** ⚠ busy machine |" in text
+    assert "| torch-fp32 | 1 | 1 | 1.00 | 10.0 | +900.0 % | **REGRESSION** ⚠ busy machine |" in text
     assert "| onnxruntime-fp32 | 1 | 1 | 1.00 | 8.00 | +700.0 % | **REGRESSION** |" in text
 
 
@@ -247,7 +264,7 @@ def test_summary_shows_build_time_apart_from_load_and_first_call(rows, tmp_path)
     text = write_report(timed, tmp_path / "reports", {**RUN, "machine": "box"}).summary.read_text()
     assert "| build s | load + 1st call ms |" in text
     line = next(x for x in text.splitlines() if x.startswith("| onnxruntime-fp32 | fp32 |"))
-    assert line.endswith("| 41.50 | 1080.00 |")
+    assert line.endswith("| 41.5 | 1080 |")
 
 
 def test_a_history_of_the_layout_before_the_cell_rename_still_gives_nightly_a_baseline(rows, tmp_path):
@@ -263,3 +280,72 @@ def test_a_history_of_the_layout_before_the_cell_rename_still_gives_nightly_a_ba
     comparison = compare_with_history(rows_to_frame([{**r, "run_id": "n1"} for r in rows]), earlier)
     assert len(comparison) == 6 and (comparison["baseline_runs"] == 1).all()
     assert set(comparison["cell"]) == {r["cell"] for r in rows if r["status"] == "ok"}
+
+
+def _busy(rows: list[dict], variant: str, batch_size: int) -> list[dict]:
+    return [{**r, "quality": "suspect", "quality_flags": "contended", "other_cpu_cores": 1.7}
+            if r["variant"] == variant and r["batch_size"] == batch_size else r for r in rows]  # fmt: skip
+
+
+def test_the_speedup_plot_says_hatched_only_when_a_bar_is(rows):
+    """A caption's warning is there exactly when some bar was measured on a busy machine."""
+    from segopt_core.reports.plots import speedup_figure
+
+    quiet = speedup_figure(rows_to_frame(rows))
+    busy = speedup_figure(rows_to_frame(_busy(rows, "onnxruntime-fp32", 1)))
+    assert "hatched" not in quiet.axes[-1].get_xlabel() and "busy" not in quiet.axes[-1].get_xlabel()
+    assert "hatched ⚠" in busy.axes[-1].get_xlabel()
+    assert not any(bar.get_hatch() for bar in quiet.axes[0].patches)
+    assert [bar.get_hatch() for bar in busy.axes[0].patches].count("//") == 1
+
+
+def test_the_latency_plot_shows_ms_per_call_at_the_measured_batch_sizes_only(rows):
+    """Item 4: the y values are the tables' p50 ms per call (not per image); ticks only at 1 and 2."""
+    from segopt_core.reports.plots import latency_figure
+
+    frame = rows_to_frame(rows)
+    ax = latency_figure(frame).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    torch = frame[(frame["variant"] == "torch-fp32")].sort_values("batch_size")
+    assert list(lines["torch-fp32"].get_ydata()) == torch["latency_ms_median"].astype(float).tolist()
+    assert list(ax.get_xticks()) == [1, 2]
+    assert "per call" in ax.get_ylabel()
+
+
+def test_summary_figures_are_right_aligned_and_marks_explained_beside_their_tables(rows, tmp_path):
+    """Item 12: numbers right-aligned, ratios with 4 digits, no needless decimals, the batch the speedup is
+    at in its header, one accuracy label per column, † and ⚠ explained under each table that uses them."""
+    text = write_report(_busy(rows, "onnxruntime-fp32", 2), tmp_path / "r", {**RUN, "machine": "box"})
+    text = text.summary.read_text()
+    accuracy = text.split("## Accuracy and speed per checkpoint")[1].split("## Latency")[0]
+    assert "|---|---|---:|---:|---|---:|---:|---:|---:|---:|" in accuracy
+    assert "| onnxruntime-fp32 | fp32 | 0.4950 | 0.9900 | accepted | 125 | 1.25×† | 167 |" in accuracy
+    assert "speedup vs torch fp32 (bs 1)" in accuracy and accuracy.count("†: speedup from") == 1
+    batches = text.split("## Latency, throughput and memory per batch size")[1].split("## Measurements")[0]
+    assert "| onnxruntime-fp32 | 2 | 12.0\u00a0⚠ | 13.2 | 14.4 | 167\u00a0⚠ | 1.70 | 500 | 1.00 |" in batches
+    assert "⚠: measured while the machine was busy" in batches and "†" not in batches
+    assert (
+        "mIoU / fp32 mIoU 0.9900" not in text.split("## Accuracy")[0].split("**Ship")[1].split("\n\n", 1)[1]
+    )
+
+
+def test_summary_html_shows_the_plots_inline(rows, tmp_path):
+    """MLflow's artifact viewer shows summary.md as text: the HTML page has the plots and the tables."""
+    from segopt_core.reports.markdown import summary_html
+
+    report = write_report(rows, tmp_path / "r", {**RUN, "machine": "box"})
+    page = summary_html(report.summary.read_text(), report.plots)
+    assert page.count('<img src="data:image/png;base64,') == 3 and "<table>" in page
+    assert 'style="text-align:right"' in page or "text-align: right" in page
+
+
+def test_history_with_mb_columns_reads_as_mib(rows, tmp_path):
+    """Schema 3 said `peak_rss_mb`/`model_size_mb` for MiB figures: older files map to `_mib` on read."""
+    history = tmp_path / "history"
+    old = frame_to_table(rows_to_frame([{**r, "run_id": "old"} for r in rows]))
+    old = old.rename_columns([n.replace("_mib", "_mb") for n in old.column_names])
+    write_parquet_atomic(old, history / "date=2026-11-20" / "old.parquet")
+    earlier = read_history(history)
+    assert earlier["peak_rss_mib"].dropna().tolist() and earlier["model_size_mib"].dropna().eq(1.0).all()
+    comparison = compare_with_history(rows_to_frame([{**r, "run_id": "n1"} for r in rows]), earlier)
+    assert (comparison["baseline_runs"] == 1).all()

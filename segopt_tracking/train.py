@@ -1,7 +1,7 @@
 """MLflow for training runs: a live `on_metrics` callback on one explicit run (no global active run).
 
-Lives next to tasks/tracking.py (whose helpers it reuses) because that module logs finished reports, while
-training needs curves streamed while the run is going.
+Reports are logged once they are finished (`segopt_tracking.report`); training streams its curves while the
+run is going, so it holds its run open from the first step to `finish`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks.tracking import _experiment_id, tracking_uri
+from segopt_tracking.store import experiment_id, probe_tracking, tracking_uri, ui_link
 
 TRAIN_EXPERIMENT = "segopt-train"
 
@@ -22,11 +22,16 @@ class MlflowTrainLogger:
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
-        self.uri = uri or tracking_uri()
+        self.uri = probe_tracking(
+            uri or tracking_uri()
+        )  # a dead server: one line now, not minutes of retries
         self.client = MlflowClient(tracking_uri=self.uri)
-        experiment = _experiment_id(self.client, TRAIN_EXPERIMENT, self.uri)
+        experiment = experiment_id(self.client, TRAIN_EXPERIMENT, self.uri)
+        tags = {k: v for k, v in tags.items() if v}
         self.run_id = self.client.create_run(experiment, run_name=run_name, tags=tags).info.run_id
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        self.link = ui_link(self.uri, experiment, self.run_id)  # the run in MLflow's model-training view
+        params = {k: str(v) for k, v in params.items() if v is not None and str(v)}
+        self.client.log_batch(self.run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
 
     def __call__(self, step: int, metrics: dict[str, float]) -> None:
         """The loop's on_metrics callback: one batch write per report."""
