@@ -58,6 +58,21 @@ def parse_size(text: str, flag: str) -> tuple[int, int]:
     return height, width
 
 
+def figure(value: float | None, digits: int = 4) -> str:
+    """A figure for people: `digits` significant digits ('483.4', '0.6129', '12346'; '-' for none).
+    Full precision stays in JSON and Parquet."""
+    if value is None or value != value:  # None or NaN
+        return "-"
+    if abs(value) >= 10 ** (digits - 1):
+        return f"{value:.0f}"
+    return f"{float(f'{value:.{digits}g}'):g}" if value else "0"
+
+
+def percent(value: float | None) -> str:
+    """A 0..1 fraction as a percentage with 2 decimals, e.g. 0.61285 -> '61.29 %' ('-' for none)."""
+    return "-" if value is None or value != value else f"{100 * value:.2f} %"
+
+
 def check_positive(value: int | None, flag: str) -> None:
     """A one-line error unless an optional integer option is at least 1."""
     if value is not None and value < 1:
