@@ -238,7 +238,6 @@ def compare_cell(cell: str, settings: Settings, store, work_dir: Path) -> list[C
     """Comparisons of every candidate with torch fp32 eager on one cell, at every batch size: built here,
     measured in segopt's measuring process (`measure_isolated`, as optimize-all and `segopt benchmark`)."""
     from segopt_core.benchmark import Candidate
-    from segopt_core.benchmark.isolated import ReferenceSource, measure_isolated
     from segopt_core.models import build_model
     from segopt_core.pipeline.stages import synthetic_calibration
     from segopt_core.variants import get_cell
@@ -253,9 +252,18 @@ def compare_cell(cell: str, settings: Settings, store, work_dir: Path) -> list[C
         log(f"{cell}: {options.slug}")
         build = functools.partial(_build, store, model, options, calib, spec)
         candidate = Candidate(options.slug, build, options.precision, options.device)
-        measured = measure_isolated(candidate, spec, measuring_config(settings), ReferenceSource(spec), peers)
-        comparisons += comparisons_of(cell, options.device, measured)
+        comparisons += comparisons_of(
+            cell, options.device, measure_candidate(candidate, spec, settings, peers)
+        )
     return comparisons
+
+
+def measure_candidate(candidate, spec, settings: Settings, peers: dict[str, str] | None = None):
+    """The headline's measurement of one variant (a Measurement): against the random-init baseline of the
+    cell (seed 0) and the peers, in segopt's measuring process."""
+    from segopt_core.benchmark.isolated import ReferenceSource, measure_isolated
+
+    return measure_isolated(candidate, spec, measuring_config(settings), ReferenceSource(spec), peers)
 
 
 def _build(store, model, options, calib, spec) -> Path:

@@ -14,7 +14,17 @@ from typing import Any
 
 import typer
 
-from segopt_cli.common import check_positive, fail, figure, parse_batch_sizes, parse_size, split_list
+from segopt_cli.common import (
+    BACKENDS_OPTION,
+    PRECISIONS_OPTION,
+    VARIANTS_OPTION,
+    check_positive,
+    fail,
+    figure,
+    parse_batch_sizes,
+    parse_size,
+    split_list,
+)
 
 Rows = list[dict[str, Any]]
 # Columns of the table printed when neither --json nor --parquet is given.
@@ -195,15 +205,9 @@ def _progress(total: int) -> Iterator[Callable[[dict], None]]:
 def benchmark_command(
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint to build variants from."),
     artifact: list[Path] = typer.Option([], "--artifact", help="Built artifact folder (repeatable)."),
-    backends: list[str] = typer.Option(
-        None, "--backends", help="Only these backends of the machine's variants, e.g. torch,onnxruntime."
-    ),
-    precisions: list[str] = typer.Option(
-        None, "--precisions", help="Only these precisions of the machine's variants, e.g. fp32,int8-dynamic."
-    ),
-    variants: list[str] = typer.Option(
-        None, "--variants", help="Exact variant names, e.g. onnxruntime-fp32 (default: the machine's set)."
-    ),
+    backends: list[str] = BACKENDS_OPTION,
+    precisions: list[str] = PRECISIONS_OPTION,
+    variants: list[str] = VARIANTS_OPTION,
     calib_data: Path | None = typer.Option(None, help="Dataset folder for int8-static calibration."),
     batch_sizes: str = typer.Option("1,4,8", help="Comma-separated batch sizes."),
     scope: str = typer.Option("model", help="model (tensor in, logits out) | e2e (image file in, mask out)."),

@@ -13,6 +13,14 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
+# The variant filters of `optimize-all` and `segopt benchmark` (filters of the machine's default variants).
+BACKENDS_OPTION = typer.Option(
+    None, "--backends", help="Backends, e.g. torch,onnxruntime (a wrong name lists the valid ones)."
+)
+PRECISIONS_OPTION = typer.Option(
+    None, "--precisions", help="Precisions, e.g. fp32,int8-dynamic (a wrong name lists the valid ones)."
+)
+VARIANTS_OPTION = typer.Option(None, "--variants", help="Exact variant names, e.g. onnxruntime-fp32.")
 USAGE_EXIT = 2  # bad input: the user can fix the command line or the files it names
 FAILED_EXIT = 1  # the work itself failed
 # optional packages whose absence means a missing extra, not a bug

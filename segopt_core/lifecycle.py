@@ -72,8 +72,9 @@ def exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
 def start_measuring_process(parent_pid: int, cpus: Sequence[int]) -> None:
     """Initializer of the measuring process: exit with the parent, run on `cpus` (its main thread's set).
 
-    A process inherits the CPU set of the thread that starts it, and runtimes pin their threads (OpenVINO
-    does on Linux): without this, a measuring process started from such a thread would run on one core.
+    A process inherits the CPU set of the thread that starts it, and runtimes may pin their threads to
+    cores (OpenVINO's CPU plugin can, on Linux): a measuring process started from such a thread would run
+    on fewer cores than the run was given.
     """
     exit_with_parent(parent_pid)
     with contextlib.suppress(AttributeError, OSError):  # no sched_setaffinity off Linux

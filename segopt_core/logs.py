@@ -22,6 +22,10 @@ HARMLESS = (
     # SegFormer has no `loss_type`; the property is read by tracing, segopt's training computes its own loss
     re.compile(r"`loss_type=\w+` was set in the config but it is unrecognized"),
 )
+# Loggers that speak while being imported, before any segopt code can route them: torchao (the optional PT2E
+# INT8 extra) says its CUDA-only kernels do not load on CPU machines and registers enums torch warns about;
+# transformers imports it whenever it is installed, so every command would start with four such warnings.
+NOISY_AT_IMPORT = ("torchao", "torch.utils._pytree")
 _debug = False
 
 
@@ -54,9 +58,10 @@ def route_library_logging(debug: bool | None = None) -> None:
         _quiet_nncf_progress()
 
 
-def debug_logging() -> bool:
-    """True when `segopt --debug` asked for every library line."""
-    return _debug
+def quiet_import_noise() -> None:
+    """Errors only from the loggers of `NOISY_AT_IMPORT` (called when segopt_core is imported)."""
+    for name in NOISY_AT_IMPORT:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _route(logger: logging.Logger) -> None:
