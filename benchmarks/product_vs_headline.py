@@ -5,14 +5,14 @@
         [--checkpoint CKPT] [--rounds 3] [--warmup 3] [--iters 20] [--tolerance 0.10]
 
 The product way is what `segopt optimize-all` runs for a variant: the flows' `benchmark_record_isolated`,
-called from a worker thread (Prefect runs tasks in threads) of a process that built the artifact in
-that thread, measuring the variant's own loop at batch 1 and then the same-round pair with the checkpoint's
-torch fp32 model (`--iters` calls spread over 5 rounds, `--warmup` calls first). The headline way is
-`benchmarks/headline.py`'s `measure_candidate` with as many calls (5 rounds of iters/5, same warm-up)
-against its random-init baseline of the cell. Both hand the measurement to segopt's measuring process.
-The two ways alternate `--rounds` times (order swapped each time) so drift hits both; the script prints
-each way's median torch fp32 eager and variant latencies and their product / headline ratios, and exits 1
-when a ratio is off by more than `--tolerance`: a gap is back.
+called from a worker thread (Prefect runs tasks in threads) of a process that built the artifact in that
+thread: the variant's own loops at `--batch-sizes` (1,4,8), then the same-round pair with the checkpoint's
+torch fp32 model at batch 1 (`--warmup` calls each, `--iters` calls spread over 5 rounds). The headline
+way is `benchmarks/headline.py`'s `measure_candidate` with as many calls (5 rounds of iters/5, the same
+warm-up) against its random-init baseline of the cell. Both hand the measurement to segopt's measuring
+process. The two ways alternate `--rounds` times (order swapped each time) so drift hits both; the script
+prints each way's median torch fp32 eager and variant latencies and their product / headline ratios, and
+exits 1 when a ratio is off by more than `--tolerance`: a gap is back.
 
 Without `--checkpoint` it writes a random-init checkpoint of the cell (seed 0: the headline's own weights),
 so the ratios show the setup alone. With a real checkpoint, a third measurement (the headline way with the
@@ -82,6 +82,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="Times each way runs, alternating.")
     parser.add_argument("--warmup", type=int, default=3, help="Warm-up calls (optimize-all's default).")
     parser.add_argument("--iters", type=int, default=20, help="Timed calls (optimize-all's default).")
+    parser.add_argument(
+        "--batch-sizes",
+        type=lambda text: [int(b) for b in text.split(",")],
+        default=[1, 4, 8],
+        help="The product way's batch sizes (optimize-all's default; the pair runs at batch 1).",
+    )
     parser.add_argument("--tolerance", type=float, default=0.10, help="Largest product/headline gap.")
     parser.add_argument("--work-dir", type=Path, default=Path(gettempdir()) / "segopt-product-vs-headline")
     return parser.parse_args(argv)
@@ -108,15 +114,19 @@ def checkpoint_of(args: argparse.Namespace):
 
 
 def product_way(checkpoint, artifact: Path, options, args: argparse.Namespace) -> tuple[float, float]:
-    """(reference, variant) medians of the pair `segopt optimize-all` measures at batch 1."""
+    """(reference, variant) medians of the pair `segopt optimize-all` measures at batch 1 (after the
+    variant's own loops at every batch size, as optimize-all runs them)."""
     from segopt_core.pipeline.jobs import CheckpointRef
     from segopt_core.pipeline.record import VariantRecord
     from segopt_core.pipeline.stages import benchmark_record_isolated
 
     ref = CheckpointRef(str(checkpoint.path), checkpoint.spec, checkpoint.sha256, checkpoint.format)
     record = VariantRecord.start(ref, options, "product-vs-headline", status="ok", artifact=str(artifact))
-    (row,) = benchmark_record_isolated(record, checkpoint.spec, [1], args.warmup, args.iters).bench_rows
-    if row["status"] != "ok":
+    rows = benchmark_record_isolated(
+        record, checkpoint.spec, args.batch_sizes, args.warmup, args.iters
+    ).bench_rows
+    row = rows[0]  # the smallest batch size: where the pair runs
+    if row["status"] != "ok" or row["batch_size"] != 1:
         raise SystemExit(f"error: the product way failed: {row['error']}")
     return row["reference_latency_ms"], row["paired_latency_ms"]
 
