@@ -176,10 +176,9 @@ def file_lock(
 
     The lock is on an open file of its own, so it excludes other processes and other holders in this one
     alike. Waits for the holder forever, or raises LockTimeout after `timeout_s`; `on_busy()` is called
-    once when the lock is taken, before waiting. segopt's one file lock (device, samples, server start,
+    once, before waiting, when another holder has it. segopt's one file lock (device, samples, server start,
     compiled packages, MLflow's SQLite).
     """
-
     if not os.path.isdir(path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fd = os.open(path, os.O_RDONLY if os.path.isdir(path) else os.O_RDWR | os.O_CREAT, 0o644)
@@ -245,11 +244,11 @@ _OWNED = re.compile(r"-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)(?:-[0-9a-f]{8})?$")
 
 def abandoned(folder: Path, older_than_s: float = 86400.0) -> bool:
     """True when nobody can still be writing a temp folder named with `owner_tag()`: its process ran on this
-    machine and is gone, or (another machine's, which cannot be checked, or one without a tag) it is older
-    than `older_than_s`. A folder removed meanwhile is not abandoned (someone else cleaned it)."""
+    machine and is gone, or it is older than `older_than_s` (another machine's, which cannot be checked, one
+    without a tag, or one whose pid was reused). A folder removed meanwhile is not (someone cleaned it)."""
     owner = _OWNED.search(folder.name)
-    if owner is not None and owner["host"] == host_tag():
-        return not pid_alive(int(owner["pid"]))
+    if owner is not None and owner["host"] == host_tag() and not pid_alive(int(owner["pid"])):
+        return True
     try:
         return time.time() - folder.stat().st_mtime > older_than_s
     except OSError:
