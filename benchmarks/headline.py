@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """segopt's headline table: every backend available here vs torch fp32 eager, B0 and B2 at 512x512.
 
-Random-init full-size models from the variant matrix (speed does not depend on the weights' values),
+Random-init full-size models from the variant matrix (speed should not depend on the weights' values:
+`benchmarks/product_vs_headline.py` checks that against a checkpoint's own weights),
 interleaved A/B rounds (baseline and candidate alternate so drift hits both), medians and ratios, written
 as Markdown with the machine fingerprint. See benchmarks/README.md for how to run it and read it.
 """
@@ -9,6 +10,7 @@ as Markdown with the machine fingerprint. See benchmarks/README.md for how to ru
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -37,6 +39,7 @@ LIBRARY_DIRS = (
     "/usr/local/lib",
 )
 _REEXEC_FLAG = "SEGOPT_HEADLINE_REEXEC"
+PEER = "peer"  # OpenVINO's default, timed in the same rounds
 
 
 @dataclass
@@ -185,12 +188,11 @@ def candidate_options(settings: Settings) -> list:
     """Every default variant for this machine except torch fp32 eager itself (the baseline)."""
     import torch
 
-    from segopt_core.backends import VariantOptions, default_variants
-    from segopt_core.backends.options import pt2e_installed
+    from segopt_core.backends import default_variants
+    from segopt_core.backends.options import REFERENCE_VARIANT, pt2e_installed
 
-    baseline = VariantOptions("torch", "fp32")
     every = default_variants(cuda=torch.cuda.is_available(), pt2e=pt2e_installed())
-    options = [o for o in every if o != baseline]
+    options = [o for o in every if o != REFERENCE_VARIANT]
     if settings.variants:
         options = [o for o in options if any(pattern in o.slug for pattern in settings.variants)]
     return options
@@ -207,9 +209,8 @@ def peer_options():
     return VariantOptions("openvino", default_precision())
 
 
-def load_peer(model, spec, store, settings: Settings):
-    """(predictor, note) of the OpenVINO peer on one cell; (None, why) when it cannot run."""
-    from segopt_core.backends import load_predictor
+def build_peer(model, spec, store) -> tuple[str | None, str]:
+    """(artifact folder, note) of the OpenVINO peer on one cell; (None, why) when it cannot run."""
     from segopt_core.benchmark import describe_error
 
     options = peer_options()
@@ -217,79 +218,82 @@ def load_peer(model, spec, store, settings: Settings):
         return None, "OpenVINO not installed (pip install 'segopt[openvino]')"
     log(f"{spec.name}: OpenVINO peer {options.slug}")
     try:
-        artifact = store.get_or_build(model, options, spec=spec)
-        return load_predictor(artifact, num_threads=settings.threads), options.slug
+        return str(store.get_or_build(model, options, spec=spec).path), options.slug
     except Exception as exc:  # the peer is context: the table goes on without it
         return None, f"{options.slug} failed: {describe_error(exc)}"
 
 
-def calibration_batch(spec, work_dir: Path) -> np.ndarray:
-    """Preprocessed synthetic street scenes at the crop size, for the int8-static variants."""
-    from segopt_core.pipeline.stages import EvalSource, calibration_images, prepare_samples
+def measuring_config(settings: Settings):
+    """How the headline measures (a segopt_core.benchmark.MeasureConfig): no loop of its own; at every
+    batch size, `rounds` same-round rounds of the baseline, the variant and the peer."""
+    from segopt_core.benchmark import MeasureConfig, Rounds
 
-    samples = prepare_samples(work_dir, [spec], count=8)
-    return calibration_images(EvalSource(samples_dir=samples), spec, count=8)
-
-
-def compare_cell(cell: str, settings: Settings, store, work_dir: Path) -> list[Comparison]:
-    """Comparisons of every candidate with torch fp32 eager on one cell, at every batch size."""
-    from segopt_core.backends import BackendUnavailable, load_predictor
-    from segopt_core.benchmark import describe_error
-    from segopt_core.models import build_model
-    from segopt_core.predictor import TorchPredictor
-    from segopt_core.variants import get_cell
-
-    spec = get_cell(cell)
-    model = build_model(spec, seed=0)
-    baseline = TorchPredictor(model)
-    calib = calibration_batch(spec, work_dir)
-    peer, _ = load_peer(model, spec, store, settings)
-    comparisons, sizes = [], settings.batch_sizes
-    for options in candidate_options(settings):
-        log(f"{cell}: {options.slug}")
-        status = {"cell": cell, "variant": options.slug, "device": options.device}
-        try:
-            candidate = load_predictor(
-                store.get_or_build(model, options, calib_images=calib, spec=spec),
-                num_threads=settings.threads,
-            )
-        except BackendUnavailable as exc:
-            comparisons += [
-                Comparison(**status, batch_size=b, status="skipped", reason=str(exc)) for b in sizes
-            ]
-            continue
-        except Exception as exc:  # a variant that cannot be built is reported, the table goes on
-            error = describe_error(exc)
-            comparisons += [Comparison(**status, batch_size=b, status="failed", reason=error) for b in sizes]
-            continue
-        comparisons += [_compare(baseline, candidate, spec, b, settings, status, peer) for b in sizes]
-    return comparisons
-
-
-def _compare(
-    baseline, candidate, spec, batch_size: int, settings: Settings, status: dict, peer=None
-) -> Comparison:
-    """Interleaved rounds of baseline, candidate (and the OpenVINO peer) at one batch size."""
-    from segopt_core.benchmark import describe_error, interleaved_ab
-
-    batch = _batch(spec.crop_size, batch_size)
-    calls = {"baseline": lambda: baseline(batch), "candidate": lambda: candidate(batch)}
-    if peer is not None:
-        calls["peer"] = lambda: peer(batch)
-    try:
-        samples = interleaved_ab(calls, settings.rounds, settings.iters_per_round, settings.warmup)
-    except Exception as exc:  # OOM or a crash at this batch size
-        return Comparison(**status, batch_size=batch_size, status="failed", reason=describe_error(exc))
-    ms = {name: [s * 1e3 for s in values] for name, values in samples.items()}
-    return Comparison(
-        **status,
-        batch_size=batch_size,
-        baseline_ms=ms["baseline"],
-        candidate_ms=ms["candidate"],
-        peer_ms=ms.get("peer", []),
+    rounds = Rounds(settings.rounds, settings.iters_per_round, settings.warmup)
+    return MeasureConfig(
+        settings.batch_sizes, timing=None, rounds=rounds, pair_every_batch_size=True, threads=settings.threads
     )
 
 
+def compare_cell(cell: str, settings: Settings, store, work_dir: Path) -> list[Comparison]:
+    """Comparisons of every candidate with torch fp32 eager on one cell, at every batch size: built here,
+    measured in segopt's measuring process (`measure_isolated`, as optimize-all and `segopt benchmark`)."""
+    from segopt_core.benchmark import Candidate
+    from segopt_core.models import build_model
+    from segopt_core.pipeline.stages import synthetic_calibration
+    from segopt_core.variants import get_cell
+
+    spec = get_cell(cell)
+    model = build_model(spec, seed=0)  # the measuring process builds the same one as the baseline
+    calib = synthetic_calibration(work_dir, spec)
+    peer, _ = build_peer(model, spec, store)
+    peers = {PEER: peer} if peer else {}
+    comparisons = []
+    for options in candidate_options(settings):
+        log(f"{cell}: {options.slug}")
+        build = functools.partial(_build, store, model, options, calib, spec)
+        candidate = Candidate(options.slug, build, options.precision, options.device)
+        comparisons += comparisons_of(
+            cell, options.device, measure_candidate(candidate, spec, settings, peers)
+        )
+    return comparisons
+
+
+def measure_candidate(candidate, spec, settings: Settings, peers: dict[str, str] | None = None):
+    """The headline's measurement of one variant (a Measurement): against the random-init baseline of the
+    cell (seed 0) and the peers, in segopt's measuring process."""
+    from segopt_core.benchmark.isolated import ReferenceSource, measure_isolated
+
+    return measure_isolated(candidate, spec, measuring_config(settings), ReferenceSource(spec), peers)
+
+
+def _build(store, model, options, calib, spec) -> Path:
+    """The variant's artifact folder (built and verified by the artifact store, or reused)."""
+    return store.get_or_build(model, options, calib_images=calib, spec=spec).path
+
+
+def comparisons_of(cell: str, device: str, measured) -> list[Comparison]:
+    """One Comparison per batch size from a Measurement: the same-round samples, or why there are none."""
+    from segopt_core.benchmark.paired import REFERENCE, VARIANT
+
+    found = []
+    for row in measured.rows:
+        status = {"cell": cell, "variant": row["variant"], "device": device, "batch_size": row["batch_size"]}
+        rounds = measured.rounds_ms.get(row["batch_size"])
+        if row["status"] != "ok" or not rounds:
+            found.append(Comparison(**status, status=row["status"], reason=row["error"]))
+            continue
+        found.append(
+            Comparison(
+                **status,
+                baseline_ms=rounds[REFERENCE],
+                candidate_ms=rounds[VARIANT],
+                peer_ms=rounds.get(PEER, []),
+            )
+        )
+    return found
+
+
+#
 # --- report ------------------------------------------------------------------------------------------------
 
 
@@ -372,7 +376,9 @@ def render(
         f"- For each variant: {settings.warmup} warm-up calls each, then {settings.rounds} rounds of "
         f"{settings.iters_per_round} calls of the baseline, the variant"
         + (" and the OpenVINO peer" if peer else "")
-        + ", the order rotating each round, so machine drift hits all of them.",
+        + ", the order rotating each round, so machine drift hits all of them; measured by "
+        "`segopt_core.benchmark.measure_variant` in segopt's measuring process (the one optimize-all and "
+        "`segopt benchmark` measure in), which loads the artifacts built here.",
         "- Timing: `time.perf_counter` around each call (with `torch.cuda.synchronize` on CUDA).",
         "",
         "### Reproduce",
@@ -556,7 +562,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from segopt_core.backends import ArtifactStore
     from segopt_core.benchmark import device_lock
+    from segopt_core.logs import route_library_logging
 
+    route_library_logging()  # NNCF's INFO lines and progress bars, transformers' loss_type notice
     settings = settings_from(args)
     if settings.threads:
         torch.set_num_threads(settings.threads)

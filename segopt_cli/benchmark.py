@@ -1,10 +1,9 @@
-"""`segopt benchmark`: latency, throughput and memory of checkpoint variants or built artifacts."""
+"""`segopt benchmark`: latency, throughput, memory and same-round speedups of a checkpoint's variants (the
+machine's set by default) or of built artifacts."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import itertools
 import json
 import sys
 import tempfile
@@ -15,7 +14,17 @@ from typing import Any
 
 import typer
 
-from segopt_cli.common import fail, parse_batch_sizes, parse_size, split_list
+from segopt_cli.common import (
+    BACKENDS_OPTION,
+    PRECISIONS_OPTION,
+    VARIANTS_OPTION,
+    check_positive,
+    fail,
+    figure,
+    parse_batch_sizes,
+    parse_size,
+    split_list,
+)
 
 Rows = list[dict[str, Any]]
 # Columns of the table printed when neither --json nor --parquet is given.
@@ -28,6 +37,7 @@ SUMMARY_COLUMNS = [
     "latency_ms_median",
     "latency_ms_p90",
     "throughput_ips",
+    "speedup_vs_torch_fp32",
     "first_call_ms",
     "peak_rss_mib",
     "model_size_mib",
@@ -38,77 +48,40 @@ SUMMARY_COLUMNS = [
 
 @dataclass(frozen=True)
 class Run:
-    """What every variant of this command is measured with."""
+    """What every variant of this command is measured with (`config`), and where the rows go."""
 
-    batch_sizes: tuple[int, ...]
-    timing: Any  # segopt_core.benchmark.TimingConfig (imported lazily)
-    scope: str
+    config: Any  # segopt_core.benchmark.MeasureConfig (imported lazily)
     images: Path | None = None
     input_size: tuple[int, int] | None = None
-    threads: int | None = None
     calib_data: Path | None = None
     on_row: Callable[[dict], None] | None = field(default=None, compare=False)
 
-    def bench_kwargs(self, images: list[Path] | None) -> dict[str, Any]:
-        """Keyword arguments for benchmark_loader."""
-        return {
-            "batch_sizes": self.batch_sizes,
-            "timing": self.timing,
-            "scope": self.scope,
-            "images": images,
-            "on_row": self.on_row,
-        }
 
-
-@dataclass(frozen=True)
-class Plan:
-    """One requested variant: its label, precision, device and build options (None when impossible)."""
-
-    label: str
-    precision: str
-    device: str
-    options: Any = None
-    reason: str = ""
-
-
-def _names(text: str, flag: str) -> list[str]:
-    """A non-empty comma-separated list of names."""
-    return split_list(text) or fail(f"{flag} is empty; give a comma-separated list")
-
-
-def _variant_plans(backends: list[str], precisions: list[str], device: str, fold: bool) -> list[Plan]:
-    """A Plan for every backend x precision asked for (combinations a backend lacks become skipped rows)."""
-    from segopt_core.backends.options import BACKENDS, PRECISIONS, VariantOptions
-    from segopt_core.pipeline.jobs import check_names
-
-    check_names("backend", backends, BACKENDS)
-    check_names("precision", precisions, PRECISIONS)
-    plans = []
-    for backend, precision in itertools.product(backends, precisions):
-        try:
-            options = VariantOptions(backend, precision, fold_decode_head=fold, device=device)
-        except ValueError as exc:
-            plans.append(Plan(f"{backend}-{precision}", precision, device, reason=str(exc)))
-        else:
-            plans.append(Plan(options.slug, precision, options.device, options))
-    return plans
-
-
-def _calibration(run: Run, plans: list[Plan], spec):
-    """Preprocessed calibration images from --calib-data when an int8-static variant is asked for."""
-    if run.calib_data is None or not any(p.precision == "int8-static" for p in plans):
+def _calibration(run: Run, options: list, spec):
+    """Preprocessed calibration images when an int8-static variant is asked for: --calib-data, else
+    synthetic street scenes (fine for timing; give your own data for accuracy)."""
+    if not any(o.precision == "int8-static" for o in options):
         return None
     from segopt_core.backends.calibration import load_calibration_images
+    from segopt_core.pipeline.stages import synthetic_calibration
+    from segopt_core.settings import load_settings
 
+    if run.calib_data is None:
+        return synthetic_calibration(load_settings().work_dir, spec)
     try:
         return load_calibration_images(run.calib_data, spec, 32)
     except (ValueError, OSError) as exc:
         fail(f"--calib-data {run.calib_data}: {exc}")
 
 
-def _checkpoint_rows(path: Path, plans: list[Plan], run: Run) -> Rows:
-    """Build (or reuse) each variant of the checkpoint in the artifact store and benchmark it."""
+def _checkpoint_rows(path: Path, options: list, run: Run) -> Rows:
+    """Build (or reuse) each variant of the checkpoint in the artifact store, then measure it in the
+    measuring process against the checkpoint's torch fp32 model in the same rounds."""
     from segopt_core.backends import ArtifactStore
+    from segopt_core.backends.options import REFERENCE_VARIANT
+    from segopt_core.benchmark import Candidate
+    from segopt_core.benchmark.isolated import ReferenceSource, measure_isolated
+    from segopt_core.benchmark.paired import with_speedups
     from segopt_core.checkpoints import load_checkpoint
     from segopt_core.settings import load_settings
 
@@ -117,46 +90,31 @@ def _checkpoint_rows(path: Path, plans: list[Plan], run: Run) -> Rows:
     except (ValueError, OSError) as exc:
         fail(str(exc))
     store = ArtifactStore(load_settings().artifacts_dir)
-    calib = _calibration(run, plans, checkpoint.spec)
-    images = _e2e_images(run, checkpoint.spec)
-    return [row for plan in plans for row in _plan_rows(store, checkpoint, plan, run, calib, images)]
-
-
-def _plan_rows(store, checkpoint, plan: Plan, run: Run, calib, images: list[Path] | None) -> Rows:
-    """Rows of one variant: skipped / failed when it cannot be built, else its measurements."""
-    from segopt_core.backends import BackendUnavailable, load_predictor
-    from segopt_core.benchmark import benchmark_loader, status_rows
-
-    shape = run.input_size or checkpoint.spec
-    labels = {"precision": plan.precision, "device": plan.device, "scope": run.scope, "on_row": run.on_row}
-    labels["checkpoint_sha256"] = checkpoint.sha256
-    if plan.options is None:
-        return status_rows("skipped", plan.reason, plan.label, shape, run.batch_sizes, **labels)
-    try:
-        artifact = store.get_or_build(checkpoint, plan.options, calib_images=calib)
-    except BackendUnavailable as exc:
-        return status_rows("skipped", str(exc), plan.label, shape, run.batch_sizes, **labels)
-    except Exception as exc:  # a variant that fails to build is a row; the run goes on
-        error = f"build failed: {type(exc).__name__}: {exc}"[:500]
-        return status_rows("failed", error, plan.label, shape, run.batch_sizes, **labels)
-    return benchmark_loader(
-        functools.partial(load_predictor, artifact.path, num_threads=run.threads),
-        shape,
-        variant=plan.label,
-        precision=plan.precision,
-        device=plan.device,
-        skip_on=(BackendUnavailable,),
-        model_path=artifact.path,
-        checkpoint_sha256=checkpoint.sha256,
-        **run.bench_kwargs(images),
-    )
+    calib, images = _calibration(run, options, checkpoint.spec), _e2e_images(run, checkpoint.spec)
+    reference = ReferenceSource(checkpoint.spec, str(checkpoint.path))
+    rows: Rows = []
+    for opts in options:
+        candidate = Candidate(
+            opts.slug,
+            lambda opts=opts: store.get_or_build(checkpoint, opts, calib_images=calib).path,
+            opts.precision,
+            opts.device,
+            checkpoint.sha256,
+            is_reference=opts == REFERENCE_VARIANT,
+        )
+        shape = run.input_size or checkpoint.spec
+        measured = measure_isolated(candidate, shape, run.config, reference, images=images, on_row=run.on_row)
+        rows += measured.rows
+    return with_speedups(rows, REFERENCE_VARIANT.slug)
 
 
 def _artifact_rows(folders: list[Path], run: Run) -> Rows:
-    """Benchmark already-built artifact folders (variant = folder name)."""
-    from segopt_core.backends import ArtifactError, BackendUnavailable, load_predictor, read_metadata
+    """Measure already-built artifact folders (variant = their slug) in the measuring process; no
+    same-round reference (an artifact does not name its checkpoint's path)."""
+    from segopt_core.backends import ArtifactError, read_metadata
     from segopt_core.backends.source import spec_from_dict
-    from segopt_core.benchmark import benchmark_loader
+    from segopt_core.benchmark import Candidate
+    from segopt_core.benchmark.isolated import measure_isolated
 
     rows = []
     for folder in folders:
@@ -165,23 +123,23 @@ def _artifact_rows(folders: list[Path], run: Run) -> Rows:
             spec = spec_from_dict(metadata["spec"])
         except (ArtifactError, KeyError, TypeError, ValueError) as exc:
             fail(f"--artifact {folder}: not a segopt artifact ({exc}); build one with `segopt optimize`")
-        rows += benchmark_loader(
-            functools.partial(load_predictor, folder, num_threads=run.threads),
-            run.input_size or spec,
-            variant=metadata.get("slug", folder.name),
-            precision=metadata.get("precision", ""),
-            device=metadata.get("device", "cpu"),
-            skip_on=(BackendUnavailable,),
-            model_path=folder,
-            checkpoint_sha256=metadata.get("checkpoint_sha256", ""),
-            **run.bench_kwargs(_e2e_images(run, spec)),
+        candidate = Candidate(
+            metadata.get("slug", folder.name),
+            str(folder),
+            metadata.get("precision", ""),
+            metadata.get("device", "cpu"),
+            metadata.get("checkpoint_sha256", ""),
         )
+        config, images = replace(run.config, rounds=None), _e2e_images(run, spec)
+        rows += measure_isolated(
+            candidate, run.input_size or spec, config, images=images, on_row=run.on_row
+        ).rows
     return rows
 
 
 def _e2e_images(run: Run, spec) -> list[Path] | None:
     """Image files for the e2e scope: the --images folder or freshly written samples sized for the cell."""
-    if run.scope != "e2e":
+    if run.config.scope != "e2e":
         return None
     if run.images is not None:
         files = sorted(p for p in run.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -205,7 +163,7 @@ def _emit(rows: Rows, as_json: bool, parquet: Path | None) -> None:
     elif parquet is None:
         import pandas as pd
 
-        typer.echo(pd.DataFrame(rows)[SUMMARY_COLUMNS].to_string(index=False, na_rep="-"))
+        typer.echo(pd.DataFrame(_for_people(rows))[SUMMARY_COLUMNS].to_string(index=False, na_rep="-"))
     for row in rows:
         if row["status"] != "ok":
             note = f"{row['variant']} batch {row['batch_size']}: {row['status']}: {row['error']}"
@@ -215,6 +173,19 @@ def _emit(rows: Rows, as_json: bool, parquet: Path | None) -> None:
 
             note = f"{row['variant']} batch {row['batch_size']}: suspect timing: {describe_quality(row)}"
             typer.secho(note, err=True, fg=typer.colors.YELLOW)
+
+
+def _for_people(rows: Rows) -> Rows:
+    """The summary columns rounded to 4 significant digits; a speedup as '2.57×' (+ ' (separate)' when not
+    from the same rounds)."""
+    table = []
+    for row in rows:
+        shown = {k: figure(v) if isinstance(v, float) else v for k, v in row.items() if k in SUMMARY_COLUMNS}
+        if row.get("speedup_vs_torch_fp32") is not None:
+            basis = " (separate)" if row.get("speedup_basis") == "separate" else ""
+            shown["speedup_vs_torch_fp32"] = f"{row['speedup_vs_torch_fp32']:.2f}×{basis}"
+        table.append(shown)
+    return table
 
 
 @contextlib.contextmanager
@@ -234,10 +205,9 @@ def _progress(total: int) -> Iterator[Callable[[dict], None]]:
 def benchmark_command(
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint to build variants from."),
     artifact: list[Path] = typer.Option([], "--artifact", help="Built artifact folder (repeatable)."),
-    backends: str = typer.Option("torch", help="Comma-separated backends, e.g. torch,onnxruntime."),
-    precisions: str = typer.Option("fp32", help="Comma-separated precisions, e.g. fp32,int8-dynamic."),
-    device: str = typer.Option("cpu", help="cpu | cuda."),
-    fold: bool = typer.Option(False, help="Fold the decode head (exact) before building."),
+    backends: list[str] = BACKENDS_OPTION,
+    precisions: list[str] = PRECISIONS_OPTION,
+    variants: list[str] = VARIANTS_OPTION,
     calib_data: Path | None = typer.Option(None, help="Dataset folder for int8-static calibration."),
     batch_sizes: str = typer.Option("1,4,8", help="Comma-separated batch sizes."),
     scope: str = typer.Option("model", help="model (tensor in, logits out) | e2e (image file in, mask out)."),
@@ -252,39 +222,76 @@ def benchmark_command(
     lock: bool = typer.Option(True, help="Wait for other segopt benchmarks on this device to finish first."),
     lock_timeout: float | None = typer.Option(None, help="Stop waiting for the device lock after S s."),
 ) -> None:
-    """Benchmark latency, throughput and peak memory per variant and batch size; failures are rows."""
-    from segopt_core.benchmark import DeviceBusy, TimingConfig, device_lock
+    """Benchmark each variant per batch size against torch fp32 in the same rounds; failures are rows."""
+    from segopt_core.benchmark import DeviceBusy
 
-    _check_inputs(checkpoint, artifact, scope, device, input_size, images, calib_data)
+    _check_inputs(checkpoint, artifact, scope, input_size, images, calib_data)
+    options = _options(backends, precisions, variants) if checkpoint is not None else []
+    run = Run(_config(batch_sizes, scope, iters, warmup, min_time, threads), images, calib_data=calib_data)
+    run = replace(run, input_size=parse_size(input_size, "--input-size") if input_size else None)
+    devices = {o.device for o in options} or {_artifact_device(folder) for folder in artifact}
     try:
-        timing = TimingConfig(warmup_iters=warmup, iters=iters, min_time_s=min_time)
-    except ValueError as exc:
-        fail(str(exc))
-    if threads is not None:
-        if threads < 1:
-            fail(f"--threads {threads} must be >= 1")
-        import torch
-
-        torch.set_num_threads(threads)
-    size = parse_size(input_size, "--input-size") if input_size else None
-    run = Run(tuple(parse_batch_sizes(batch_sizes)), timing, scope, images, size, threads, calib_data)
-    plans = []
-    if checkpoint is not None:
-        plans = _variant_plans(
-            _names(backends, "--backends"), _names(precisions, "--precisions"), device, fold
-        )
-    total = (len(plans) or len(artifact)) * len(run.batch_sizes)
-    try:
-        guard = device_lock(device, timeout_s=lock_timeout) if lock else contextlib.nullcontext()
-        with guard, _progress(total) as on_row:
+        with (
+            _device_locks(devices, lock, lock_timeout),
+            _progress((len(options) or len(artifact)) * len(run.config.batch_sizes)) as on_row,
+        ):
             run = replace(run, on_row=on_row)
-            rows = _checkpoint_rows(checkpoint, plans, run) if checkpoint else _artifact_rows(artifact, run)
+            rows = _checkpoint_rows(checkpoint, options, run) if checkpoint else _artifact_rows(artifact, run)
     except DeviceBusy as exc:
         fail(str(exc))
     _emit(rows, as_json, parquet)
 
 
-def _check_inputs(checkpoint, artifact, scope, device, input_size, images, calib_data) -> None:
+def _options(backends: list[str] | None, precisions: list[str] | None, variants: list[str] | None) -> list:
+    """The variants to measure: this machine's default set (what optimize-all builds), filtered like
+    optimize-all's --backends / --precisions / --variants; torch fp32 first (the reference)."""
+    import torch
+
+    from segopt_core.pipeline.jobs import select_options
+
+    backends, precisions, variants = map(split_list, (backends, precisions, variants))
+    return select_options(backends, precisions, variants, torch.cuda.is_available())
+
+
+def _config(batch_sizes: str, scope: str, iters: int, warmup: int, min_time: float, threads: int | None):
+    """The MeasureConfig of the options: each batch size's own loop, the same-round pair at the smallest."""
+    from segopt_core.benchmark import MeasureConfig, Rounds, TimingConfig
+
+    try:
+        timing = TimingConfig(warmup_iters=warmup, iters=iters, min_time_s=min_time)
+    except ValueError as exc:
+        fail(str(exc))
+    check_positive(threads, "--threads")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    sizes = tuple(parse_batch_sizes(batch_sizes))
+    return MeasureConfig(sizes, timing, Rounds.spread(timing), scope=scope, threads=threads)
+
+
+def _artifact_device(folder: Path) -> str:
+    """The device an artifact folder runs on ('cpu' when its metadata cannot say)."""
+    from segopt_core.backends import ArtifactError, read_metadata
+
+    try:
+        return str(read_metadata(folder).get("device", "cpu"))
+    except ArtifactError:  # reported with its own message when it is measured
+        return "cpu"
+
+
+@contextlib.contextmanager
+def _device_locks(devices: set[str], lock: bool, timeout_s: float | None) -> Iterator[None]:
+    """Hold the benchmark lock of every device the variants use (in a fixed order: no deadlock)."""
+    from segopt_core.benchmark import device_lock
+
+    with contextlib.ExitStack() as stack:
+        for device in sorted(devices) if lock else []:
+            stack.enter_context(device_lock(device, timeout_s=timeout_s))
+        yield
+
+
+def _check_inputs(checkpoint, artifact, scope, input_size, images, calib_data) -> None:
     """Reject contradictory or missing inputs with a one-line error."""
     if (checkpoint is None) == (not artifact):
         fail("give exactly one of --checkpoint PATH or --artifact DIR")
@@ -295,8 +302,6 @@ def _check_inputs(checkpoint, artifact, scope, device, input_size, images, calib
             fail(f"--artifact {folder} is not a folder; pass an artifact folder built by `segopt optimize`")
     if scope not in ("model", "e2e"):
         fail(f"--scope {scope!r} must be 'model' or 'e2e'")
-    if device not in ("cpu", "cuda"):
-        fail(f"--device {device!r} must be 'cpu' or 'cuda'")
     if scope == "e2e" and input_size:
         fail("--input-size applies to --scope model; e2e uses the cell's own preprocessing")
     if images is not None and not images.is_dir():

@@ -13,6 +13,14 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
+# The variant filters of `optimize-all` and `segopt benchmark` (filters of the machine's default variants).
+BACKENDS_OPTION = typer.Option(
+    None, "--backends", help="Backends, e.g. torch,onnxruntime (a wrong name lists the valid ones)."
+)
+PRECISIONS_OPTION = typer.Option(
+    None, "--precisions", help="Precisions, e.g. fp32,int8-dynamic (a wrong name lists the valid ones)."
+)
+VARIANTS_OPTION = typer.Option(None, "--variants", help="Exact variant names, e.g. onnxruntime-fp32.")
 USAGE_EXIT = 2  # bad input: the user can fix the command line or the files it names
 FAILED_EXIT = 1  # the work itself failed
 # optional packages whose absence means a missing extra, not a bug
@@ -56,6 +64,21 @@ def parse_size(text: str, flag: str) -> tuple[int, int]:
     if height < 1 or width < 1:
         fail(f"{flag} {text!r} must be positive")
     return height, width
+
+
+def figure(value: float | None, digits: int = 4) -> str:
+    """A figure for people: `digits` significant digits ('483.4', '0.6129', '12346'; '-' for none).
+    Full precision stays in JSON and Parquet."""
+    if value is None or value != value:  # None or NaN
+        return "-"
+    if abs(value) >= 10 ** (digits - 1):
+        return f"{value:.0f}"
+    return f"{float(f'{value:.{digits}g}'):g}" if value else "0"
+
+
+def percent(value: float | None) -> str:
+    """A 0..1 fraction as a percentage with 2 decimals, e.g. 0.61285 -> '61.29 %' ('-' for none)."""
+    return "-" if value is None or value != value else f"{100 * value:.2f} %"
 
 
 def check_positive(value: int | None, flag: str) -> None:

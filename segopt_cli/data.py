@@ -99,10 +99,7 @@ def info_command(
 
 def _load(checkpoint: Path, cell: str | None):
     """(spec, predictor) of a checkpoint through segopt_core.checkpoints.load_checkpoint."""
-    try:
-        from segopt_core.checkpoints import load_checkpoint
-    except ImportError:
-        fail("checkpoint loading (segopt_core.checkpoints.load_checkpoint) is not available in this install")
+    from segopt_core.checkpoints import load_checkpoint
     from segopt_core.predictor import TorchPredictor
 
     loaded = load_checkpoint(checkpoint, cell=cell)

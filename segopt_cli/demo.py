@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from segopt_cli.common import percent
+
 
 def demo_command(
     work_dir: Path = typer.Option(Path("segopt-work"), help="Where data, checkpoints and artifacts go."),
@@ -47,7 +49,7 @@ def demo_command(
         ("video summary", "video_summary"),
     ]:
         typer.echo(f"  {label:<24} {result[key]}")
-    typer.echo(f"  {'validation mIoU (fp32)':<24} {result['best_val_miou']}")
+    typer.echo(f"  {'validation mIoU (fp32)':<24} {percent(result['best_val_miou'])}")
     typer.echo(f"  {'video speed':<24} {fps_line(result)}")
     mlflow_ui = ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1"
     prefect_ui = ".venv/bin/prefect server start --host 127.0.0.1  (then open http://127.0.0.1:4200)"

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import typer
 
-from segopt_cli.common import fail, parse_batch_sizes, split_list
+from segopt_cli.common import (
+    BACKENDS_OPTION,
+    PRECISIONS_OPTION,
+    VARIANTS_OPTION,
+    fail,
+    parse_batch_sizes,
+    split_list,
+)
 from segopt_core.pipeline.params import NIGHTLY_DEFAULTS as NIGHTLY
 from segopt_core.pipeline.params import OPTIMIZE_ALL_DEFAULTS as OPTIMIZE_ALL
 from segopt_core.pipeline.params import NightlyParams, OptimizeAllParams
@@ -89,15 +96,9 @@ def _run(flow, task_runner: str | None, dask_address: str | None, **params) -> N
 def optimize_all_command(
     paths: list[Path] = typer.Argument(None, help="Checkpoint files/folders (default <work-dir>/zoo)."),
     cells: list[str] = typer.Option(None, "--cells", help="Cell-name patterns (repeat or comma-separate)."),
-    backends: list[str] = typer.Option(
-        None, "--backends", help="Backends, e.g. torch,onnxruntime (a wrong name lists the valid ones)."
-    ),
-    precisions: list[str] = typer.Option(
-        None, "--precisions", help="Precisions, e.g. fp32,int8-dynamic (a wrong name lists the valid ones)."
-    ),
-    variants: list[str] = typer.Option(
-        None, "--variants", help="Exact variant names, e.g. onnxruntime-fp32."
-    ),
+    backends: list[str] = BACKENDS_OPTION,
+    precisions: list[str] = PRECISIONS_OPTION,
+    variants: list[str] = VARIANTS_OPTION,
     batch_sizes: str = typer.Option(
         _sizes(OPTIMIZE_ALL.batch_sizes), "--batch-sizes", help="Comma-separated batch sizes."
     ),
@@ -142,9 +143,7 @@ def optimize_all_command(
 
 def nightly_benchmark_command(
     cells: list[str] = typer.Option(None, "--cells", help="Cell-name patterns (repeat or comma-separate)."),
-    variants: list[str] = typer.Option(
-        None, "--variants", help="Exact variant names, e.g. onnxruntime-fp32."
-    ),
+    variants: list[str] = VARIANTS_OPTION,
     batch_sizes: str = typer.Option(
         _sizes(NIGHTLY.batch_sizes), "--batch-sizes", help="Comma-separated batch sizes."
     ),

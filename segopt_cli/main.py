@@ -23,6 +23,9 @@ def root(
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
 ) -> None:
     """SegFormer checkpoints to production: discover, optimize, verify, benchmark, track."""
+    from segopt_core.logs import route_library_logging
+
+    route_library_logging(debug)  # libraries' INFO lines and progress bars only with --debug
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Process lifecycle: child processes never outlive their parent, and SIGTERM/SIGINT stop a run in seconds.
+"""Process lifecycle: child processes never outlive their parent, SIGTERM/SIGINT stop a run in seconds, one
+file lock, and whose temp folder is whose (`owner_tag`, `abandoned`).
 
 `die_with_parent()` (Linux: prctl PR_SET_PDEATHSIG) makes the kernel send SIGTERM to a child when the
 process (precisely: the thread) that started it dies, even by SIGKILL; `tied_command` applies it to a
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -64,6 +67,18 @@ def exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="segopt-parent-watch", daemon=True).start()
+
+
+def start_measuring_process(parent_pid: int, cpus: Sequence[int]) -> None:
+    """Initializer of the measuring process: exit with the parent, run on `cpus` (its main thread's set).
+
+    A process inherits the CPU set of the thread that starts it, and runtimes may pin their threads to
+    cores (OpenVINO's CPU plugin can, on Linux): a measuring process started from such a thread would run
+    on fewer cores than the run was given.
+    """
+    exit_with_parent(parent_pid)
+    with contextlib.suppress(AttributeError, OSError):  # no sched_setaffinity off Linux
+        os.sched_setaffinity(0, cpus)
 
 
 def tied_command(args: Sequence[str]) -> list[str]:
@@ -145,17 +160,96 @@ def terminate_children(timeout_s: float = 3.0) -> int:
     return len(children)
 
 
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (fcntl.flock; a folder, or a file created if missing) while the block
-    runs; other processes wait. The kernel drops it when this process dies: no dead holder blocks."""
-    import fcntl
+class LockTimeout(TimeoutError):
+    """`file_lock` waited `timeout_s` and another holder still had the lock."""
 
+
+@contextlib.contextmanager
+def file_lock(
+    path: str | os.PathLike[str],
+    timeout_s: float | None = None,
+    poll_s: float = 0.1,
+    on_busy: Callable[[], None] | None = None,
+) -> Iterator[int]:
+    """Hold an exclusive lock on `path` (fcntl.flock; a folder, or a file created if missing) while the block
+    runs, and yield its descriptor. The kernel drops it when this process dies: no dead holder blocks.
+
+    The lock is on an open file of its own, so it excludes other processes and other holders in this one
+    alike. Waits for the holder forever, or raises LockTimeout after `timeout_s`; `on_busy()` is called
+    once, before waiting, when another holder has it. segopt's one file lock (device, samples, server start,
+    compiled packages, MLflow's SQLite).
+    """
     if not os.path.isdir(path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fd = os.open(path, os.O_RDONLY if os.path.isdir(path) else os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        _acquire(fd, timeout_s, poll_s, on_busy)
+        yield fd
     finally:
         os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _acquire(fd: int, timeout_s: float | None, poll_s: float, on_busy: Callable[[], None] | None) -> None:
+    """flock(LOCK_EX) on fd: at once, else (after on_busy) blocking or polling until timeout_s."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        if on_busy is not None:
+            on_busy()
+    if timeout_s is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"{timeout_s} s") from None
+            time.sleep(poll_s)
+
+
+def host_tag() -> str:
+    """A short stable hash of this machine's name: what temp folders on shared storage are keyed by."""
+    import hashlib
+    import platform
+
+    return hashlib.sha256(platform.node().encode()).hexdigest()[:6]
+
+
+def owner_tag() -> str:
+    """'<host hash>-<pid>' of this process: lets a clean-up tell a dead writer's temp folder from a live one
+    (and another machine's, which it cannot check, from this one's)."""
+    return f"{host_tag()}-{os.getpid()}"
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this id exists on this machine (also one owned by another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+# The owner tag at the end of a temp folder's name, e.g. `.tmp-<name>-3fa2c1-12345[-<8 hex>]`.
+_OWNED = re.compile(r"-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)(?:-[0-9a-f]{8})?$")
+
+
+def abandoned(folder: Path, older_than_s: float = 86400.0) -> bool:
+    """True when nobody can still be writing a temp folder named with `owner_tag()`: its process ran on this
+    machine and is gone, or it is older than `older_than_s` (another machine's, which cannot be checked, one
+    without a tag, or one whose pid was reused). A folder removed meanwhile is not (someone cleaned it)."""
+    owner = _OWNED.search(folder.name)
+    if owner is not None and owner["host"] == host_tag() and not pid_alive(int(owner["pid"])):
+        return True
+    try:
+        return time.time() - folder.stat().st_mtime > older_than_s
+    except OSError:
+        return False

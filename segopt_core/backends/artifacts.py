@@ -13,7 +13,6 @@ import importlib
 import json
 import os
 import platform
-import re
 import shutil
 import time
 import uuid
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from segopt_core import lifecycle
 from segopt_core.atomic import write_json_atomic
 from segopt_core.backends.batching import apply_micro_batch, measure_micro_batch
 from segopt_core.backends.errors import ArtifactError, CalibrationError
@@ -253,7 +253,7 @@ class ArtifactStore:
     def _build(self, model, spec, sha256, options, calib, folder: Path, force: bool = False) -> Artifact:
         """Build in a temp sibling, verify, write metadata, then rename into place."""
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.parent / f".tmp-{folder.name}-{_owner_tag()}-{uuid.uuid4().hex[:8]}"
+        tmp = folder.parent / f".tmp-{folder.name}-{lifecycle.owner_tag()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
             meta = self._build_into(model, spec, sha256, options, calib, tmp)
@@ -300,40 +300,12 @@ class ArtifactStore:
         once; others (another machine on a shared store, or an old name without owner) only when older
         than `older_than_s`, so a build still running elsewhere is never pulled away.
         """
-        now, removed = time.time(), 0
+        removed = 0
         for tmp in self.root.glob("*/.tmp-*"):
-            owner = _TMP_OWNER.search(tmp.name)
-            dead_here = owner is not None and owner["host"] == _host_tag() and not _alive(int(owner["pid"]))
-            try:
-                stale = now - tmp.stat().st_mtime > older_than_s
-            except OSError:
-                continue  # removed meanwhile
-            if dead_here or stale:
+            if lifecycle.abandoned(tmp, older_than_s):
                 shutil.rmtree(tmp, ignore_errors=True)
                 removed += 1
         return removed
-
-
-_TMP_OWNER = re.compile(r"-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}$")
-
-
-def _host_tag() -> str:
-    return hashlib.sha256(platform.node().encode()).hexdigest()[:6]
-
-
-def _owner_tag() -> str:
-    """'<host hash>-<pid>' of this process: lets `clean_temp` tell a dead build's folder from a live one."""
-    return f"{_host_tag()}-{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _unpack_source(source, spec: CellSpec | None, sha256: str | None) -> tuple[nn.Module, CellSpec, str]:

@@ -52,7 +52,7 @@ def measure_micro_batch(
     Returns {"size", "per_image_ms": {batch: ms}, "input_hw"} or, where measuring would exceed
     `BUDGET_S`, {"size": 1, "reason"}.
     """
-    from segopt_core.benchmark.timing import interleaved_ab, time_call
+    from segopt_core.clock import interleaved_ab, time_call
 
     h, w = input_hw
     rng = np.random.default_rng(0)

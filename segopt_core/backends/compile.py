@@ -315,9 +315,9 @@ class PackagedPredictor:
 
     def _add_package(self, height: int, width: int) -> dict:
         """Compile a package for a new size and record it in the artifact (once, across processes)."""
-        from filelock import FileLock
+        from segopt_core.lifecycle import file_lock
 
-        with FileLock(str(self.folder / ".packages.lock")):
+        with file_lock(self.folder / ".packages.lock"):
             self._reload_packages()
             entry = self._entry_for(height, width)
             if entry is not None:  # another process added it meanwhile

@@ -101,6 +101,9 @@ def quantize_int8(ov_model, calib: np.ndarray):
         import nncf
     except ImportError as exc:
         raise BackendUnavailable(f"OpenVINO INT8 needs NNCF ({exc}): {INSTALL_HINT}") from None
+    from segopt_core.logs import route_library_logging
+
+    route_library_logging()  # NNCF set up its own INFO handler and progress bars on import
     dataset = nncf.Dataset([img[None] for img in calib])
     return nncf.quantize(
         ov_model,

@@ -157,6 +157,10 @@ def segformer_safe_int8(calibration: CalibrationOptions | None = None) -> Varian
     )
 
 
+# The eager fp32 model (unfolded) every speedup and accuracy ratio is relative to.
+REFERENCE_VARIANT = VariantOptions("torch", "fp32")
+
+
 def default_variants(cuda: bool, bf16: bool | None = None, pt2e: bool | None = None) -> list[VariantOptions]:
     """What `optimize-all` builds by default on this machine.
 
@@ -166,7 +170,7 @@ def default_variants(cuda: bool, bf16: bool | None = None, pt2e: bool | None = N
     bf16 = cpu_supports_bf16() if bf16 is None else bf16
     pt2e = (pt2e_installed() and cpu_has_int8_dot()) if pt2e is None else pt2e
     variants = [
-        VariantOptions("torch", "fp32"),
+        REFERENCE_VARIANT,
         VariantOptions("torch", "fp32", fold_decode_head=True),
         VariantOptions("torch", "int8-dynamic", fold_decode_head=True),
         VariantOptions("torch-compile", "fp32", fold_decode_head=True),

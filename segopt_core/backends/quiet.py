@@ -10,9 +10,12 @@ from collections.abc import Iterator
 def quiet_library_warnings() -> Iterator[None]:
     """Silence known deprecation warnings while the block runs: torch's export, quantization (quantized
     tensor creation) and inductor (`torch.tensor(tensor)` copies), and transformers' attributes that
-    tracing reads (`is_gradient_checkpointing`)."""
+    tracing reads (`is_gradient_checkpointing`); library log lines go through segopt's logger."""
     import warnings
 
+    from segopt_core.logs import route_library_logging
+
+    route_library_logging()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.tensor\(.*sourceTensor.*")
         warnings.filterwarnings("ignore", message=r".*quantized tensor.*", category=UserWarning)

@@ -6,7 +6,6 @@ from segopt_core.benchmark.engine import (
     DEFAULT_BATCH_SIZES,
     SCOPES,
     BenchmarkError,
-    benchmark_loader,
     benchmark_predictor,
     describe_error,
     is_out_of_memory,
@@ -17,6 +16,13 @@ from segopt_core.benchmark.engine import (
 from segopt_core.benchmark.fingerprint import detect_allocator, machine_fingerprint
 from segopt_core.benchmark.locking import DeviceBusy, device_concurrency_key, device_lock
 from segopt_core.benchmark.memory import PeakMemory
+from segopt_core.benchmark.paired import (
+    Candidate,
+    MeasureConfig,
+    Measurement,
+    Rounds,
+    measure_variant,
+)
 from segopt_core.benchmark.schema import (
     COLUMN_NAMES,
     COLUMNS,
@@ -37,11 +43,14 @@ __all__ = [
     "ROW_SCHEMA",
     "SCOPES",
     "BenchmarkError",
+    "Candidate",
     "DeviceBusy",
+    "MeasureConfig",
+    "Measurement",
     "PeakMemory",
+    "Rounds",
     "RowSchemaError",
     "TimingConfig",
-    "benchmark_loader",
     "benchmark_predictor",
     "describe_error",
     "detect_allocator",
@@ -52,6 +61,7 @@ __all__ = [
     "latency_stats",
     "machine_fingerprint",
     "measure",
+    "measure_variant",
     "model_size_mib",
     "read_parquet",
     "rows_to_table",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -92,7 +91,7 @@ def _module_of(predictor: Predictor, model: nn.Module | None) -> nn.Module | Non
     return candidate if isinstance(candidate, nn.Module) else None
 
 
-def _input_hw(shape: CellSpec | tuple[int, int]) -> tuple[int, int]:
+def input_hw(shape: CellSpec | tuple[int, int]) -> tuple[int, int]:
     """(h, w) of the model input: the cell's crop size or the given pair."""
     if isinstance(shape, CellSpec):
         return shape.crop_size
@@ -135,11 +134,11 @@ def measure(fn: Callable[[], object], batch_size: int, device: str, timing: Timi
         "warmup_iters": warmup_calls,
         **best,
         "measure_attempts": len(attempts),
-        "rss_before_mib": memory.rss_before_mb,
-        "peak_rss_mib": memory.peak_rss_mb,
-        "peak_rss_increase_mib": memory.peak_rss_increase_mb,
-        "cuda_max_allocated_mib": memory.cuda_max_allocated_mb,
-        "gpu_mem_used_peak_mib": memory.gpu_mem_used_peak_mb,
+        "rss_before_mib": memory.rss_before_mib,
+        "peak_rss_mib": memory.peak_rss_mib,
+        "peak_rss_increase_mib": memory.peak_rss_increase_mib,
+        "cuda_max_allocated_mib": memory.cuda_max_allocated_mib,
+        "gpu_mem_used_peak_mib": memory.gpu_mem_used_peak_mib,
     }
 
 
@@ -149,7 +148,12 @@ def _timed_attempt(
     """One timed loop: latency statistics, the machine's load meanwhile, and the quality verdict."""
     with ContentionProbe() as probe:
         samples = timed_loop(fn, timing, sync)
-    columns = {"iters": len(samples), **latency_stats(samples, batch_size), **probe.columns()}
+    return timed_columns(samples, batch_size, probe)
+
+
+def timed_columns(samples_s: list[float], batch_size: int, probe: ContentionProbe) -> dict[str, Any]:
+    """The columns of a timed loop: latency statistics, the machine's load meanwhile, the quality verdict."""
+    columns = {"iters": len(samples_s), **latency_stats(samples_s, batch_size), **probe.columns()}
     flags = quality_flags(columns)
     columns["quality"] = QUALITY_SUSPECT if flags else QUALITY_OK
     columns["quality_flags"] = ",".join(flags)
@@ -175,7 +179,7 @@ def _call_for(
 ) -> tuple[Callable[[int], Callable[[], object]], tuple[int, int]]:
     """A factory batch_size -> zero-arg call for the scope, and the row's input (h, w)."""
     if scope == "model":
-        h, w = _input_hw(shape)
+        h, w = input_hw(shape)
 
         def model_call(batch_size: int) -> Callable[[], object]:
             batch = np.random.default_rng(seed).standard_normal((batch_size, 3, h, w), dtype=np.float32)
@@ -205,7 +209,7 @@ def base_row(
     row.update(status="ok", error="", variant=variant, precision=precision, device=device, scope=scope)
     row.update(cell=shape.name if isinstance(shape, CellSpec) else "", batch_size=batch_size)
     if scope == "model" or not isinstance(shape, CellSpec):
-        row["input_h"], row["input_w"] = _input_hw(shape)
+        row["input_h"], row["input_w"] = input_hw(shape)
     row.update(fields)
     return row
 
@@ -241,19 +245,14 @@ def benchmark_predictor(
         raise BenchmarkError(f"scope {scope!r} is not one of {SCOPES}")
     timing = timing or TimingConfig(warmup_iters=warmup, iters=iters)
     sizes = _check_batch_sizes(batch_sizes)
-    module = _module_of(predictor, model)
-    static = {
-        "checkpoint_sha256": checkpoint_sha256,
-        "load_ms": load_ms,
-        "model_size_mib": model_size_mib(module, model_path),
-        "param_count": _first_known(param_count, _artifact_param_count(model_path), _param_count(module)),
-    }
+    static = static_columns(predictor, model, model_path, param_count)
+    static |= {"checkpoint_sha256": checkpoint_sha256, "load_ms": load_ms}
     name = variant or predictor.name
     rows = []
     try:
         call_for, (h, w) = _call_for(predictor, shape, scope, [Path(p) for p in images or []], seed)
     except Exception as exc:  # e.g. undecodable e2e images: every batch size fails the same way
-        call_for, (h, w), setup_error = None, _input_hw(shape), exc
+        call_for, (h, w), setup_error = None, input_hw(shape), exc
     oom_at = None
     for batch_size in sizes:
         row = base_row(name, predictor.precision, predictor.device, scope, shape, batch_size, **static)
@@ -266,7 +265,21 @@ def benchmark_predictor(
             oom_at = _measure_into(row, call_for, batch_size, predictor.device, timing)
         rows.append(row)
         _report(row, on_row)  # progress as each batch size ends; max_batch_ok is set once all have run
-    return _finish(rows)
+    return finish_rows(rows)
+
+
+def static_columns(
+    predictor: Predictor,
+    model: nn.Module | None = None,
+    model_path: str | Path | None = None,
+    param_count: int | None = None,
+) -> dict[str, Any]:
+    """The columns that do not change with the batch size: model size on disk (or in memory), parameters."""
+    module = _module_of(predictor, model)
+    return {
+        "model_size_mib": model_size_mib(module, model_path),
+        "param_count": _first_known(param_count, _artifact_param_count(model_path), _param_count(module)),
+    }
 
 
 def _first_known(*values: int | None) -> int | None:
@@ -320,7 +333,7 @@ def _report(row: dict[str, Any], on_row: RowCallback | None) -> None:
         on_row(_rounded(row))
 
 
-def _finish(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def finish_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Set max_batch_ok on every row, round and validate."""
     ok = [r["batch_size"] for r in rows if r["status"] == "ok"]
     finished = []
@@ -353,43 +366,4 @@ def status_rows(
     ]  # fmt: skip
     for row in rows:
         _report(row, on_row)
-    return _finish(rows)
-
-
-def benchmark_loader(
-    loader: Callable[[], Predictor],
-    shape: CellSpec | tuple[int, int],
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-    *,
-    variant: str,
-    precision: str = "",
-    device: str = "cpu",
-    skip_on: tuple[type[BaseException], ...] = (),
-    **kwargs: Any,
-) -> list[dict[str, Any]]:
-    """Load a predictor (timed as load_ms) and benchmark it; a load raising `skip_on` gives 'skipped' rows,
-    any other exception 'failed' rows, so a run over many variants always continues.
-
-    `precision` and `device` label the rows when loading fails; kwargs go to benchmark_predictor.
-    """
-    scope = kwargs.get("scope", "model")
-    labels = {
-        "variant": variant,
-        "shape": shape,
-        "batch_sizes": batch_sizes,
-        "precision": precision,
-        "device": device,
-        "scope": scope,
-        "checkpoint_sha256": kwargs.get("checkpoint_sha256", ""),
-        "on_row": kwargs.get("on_row"),
-    }
-    start = time.perf_counter()
-    try:
-        predictor = loader()
-    except skip_on as exc:
-        return status_rows("skipped", describe_error(exc), **labels)
-    except Exception as exc:  # a crash in one variant is a row, not the end of the run
-        status = "oom" if is_out_of_memory(exc) else "failed"
-        return status_rows(status, describe_error(exc), **labels)
-    load_ms = (time.perf_counter() - start) * 1e3
-    return benchmark_predictor(predictor, shape, batch_sizes, variant=variant, load_ms=load_ms, **kwargs)
+    return finish_rows(rows)

@@ -1,4 +1,4 @@
-"""One benchmark per device at a time: Prefect concurrency-key names and a file lock for the CLI path."""
+"""One benchmark per device at a time: Prefect concurrency-key names and the per-device file lock."""
 
 from __future__ import annotations
 
@@ -41,47 +41,38 @@ def device_lock(
     poll_s: float = 0.1,
     on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[Path]:
-    """Hold the exclusive benchmark lock of `device` (a `filelock.FileLock`) while the block runs.
+    """Hold the exclusive benchmark lock of `device` (`segopt_core.lifecycle.file_lock`) while the block runs.
 
     Yields the lock file. Waits for a current holder (forever when timeout_s is None); raises DeviceBusy
-    after timeout_s. The lock is an flock on its own open file, so it excludes other processes and other
-    holders in this process alike, and the kernel releases it if the holder dies. The holder's pid is
-    written beside it (`<lock>.pid`); `on_wait(message)` is called once when the lock is busy, naming that
-    pid, so a waiting benchmark can say whom it waits for.
+    after timeout_s. The kernel releases the lock if its holder dies. The holder writes its pid into the
+    lock file; `on_wait(message)` is called once when the lock is busy, naming that pid, so a waiting
+    benchmark can say whom it waits for.
     """
-    from filelock import FileLock, Timeout
+    from segopt_core.lifecycle import LockTimeout, file_lock
 
     folder = Path(lock_dir) if lock_dir is not None else default_lock_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{device_concurrency_key(device)}.lock"
-    lock = FileLock(path)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+
+    def say_busy() -> None:
         if on_wait is not None:
             on_wait(f"waiting for the device: another benchmark (pid {lock_holder(path)}) holds {path}")
-        try:
-            lock.acquire(timeout=-1 if timeout_s is None else timeout_s, poll_interval=poll_s)
-        except Timeout:
-            raise DeviceBusy(
-                f"{path}: another benchmark (pid {lock_holder(path)}) is using this device; wait for it to "
-                f"finish or raise the timeout ({timeout_s} s)"
-            ) from None
+
     try:
-        holder_file(path).write_text(f"{os.getpid()}\n")
-        yield path
-    finally:
-        lock.release()
-
-
-def holder_file(path: str | Path) -> Path:
-    """Where the holder of a lock file writes its pid (filelock truncates the lock file itself on open)."""
-    return Path(f"{path}.pid")
+        with file_lock(path, timeout_s, poll_s, on_busy=say_busy) as fd:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield path
+    except LockTimeout:
+        raise DeviceBusy(
+            f"{path}: another benchmark (pid {lock_holder(path)}) is using this device; wait for it to "
+            f"finish or raise the timeout ({timeout_s} s)"
+        ) from None
 
 
 def lock_holder(path: str | Path) -> str:
     """The pid written by a lock file's current (or last) holder, or 'unknown'."""
     try:
-        return holder_file(path).read_text().strip() or "unknown"
+        return Path(path).read_text().strip() or "unknown"
     except OSError:
         return "unknown"

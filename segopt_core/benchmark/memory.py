@@ -14,7 +14,7 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
-def current_rss_mb() -> float:
+def current_rss_mib() -> float:
     """Resident set size of this process now, MiB."""
     return psutil.Process().memory_info().rss / MIB
 
@@ -28,7 +28,7 @@ def reset_rss_high_water_mark() -> bool:
         return False
 
 
-def rss_high_water_mark_mb() -> float | None:
+def rss_high_water_mark_mib() -> float | None:
     """VmHWM (peak RSS since start or since the last reset), MiB; None off Linux."""
     try:
         for line in _STATUS.read_text().splitlines():
@@ -39,7 +39,7 @@ def rss_high_water_mark_mb() -> float | None:
     return None
 
 
-def _maxrss_mb() -> float:
+def _maxrss_mib() -> float:
     """Lifetime peak RSS from getrusage (kB on Linux), MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MIB
 
@@ -66,7 +66,7 @@ def _nvml_handle(index: int):
         return None
 
 
-def _nvml_used_mb(handle) -> float:
+def _nvml_used_mib(handle) -> float:
     """Device memory used on the NVML handle (all processes), MiB."""
     import pynvml
 
@@ -84,10 +84,10 @@ class PeakMemory:
     def __init__(self, device: str = "cpu", interval_s: float = 0.005) -> None:
         self.device = device
         self.interval_s = interval_s
-        self.rss_before_mb = 0.0
-        self.peak_rss_mb = 0.0
-        self.cuda_max_allocated_mb: float | None = None
-        self.gpu_mem_used_peak_mb: float | None = None
+        self.rss_before_mib = 0.0
+        self.peak_rss_mib = 0.0
+        self.cuda_max_allocated_mib: float | None = None
+        self.gpu_mem_used_peak_mib: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._exact = False
@@ -95,16 +95,16 @@ class PeakMemory:
         self._nvml = _nvml_handle(self._cuda) if self._cuda is not None else None
 
     def __enter__(self) -> PeakMemory:
-        self.rss_before_mb = current_rss_mb()
-        self.peak_rss_mb = self.rss_before_mb
-        self._maxrss_before = _maxrss_mb()
-        self._exact = reset_rss_high_water_mark() and rss_high_water_mark_mb() is not None
+        self.rss_before_mib = current_rss_mib()
+        self.peak_rss_mib = self.rss_before_mib
+        self._maxrss_before = _maxrss_mib()
+        self._exact = reset_rss_high_water_mark() and rss_high_water_mark_mib() is not None
         if self._cuda is not None:
             import torch
 
             torch.cuda.reset_peak_memory_stats(self._cuda)
         if self._nvml is not None:
-            self.gpu_mem_used_peak_mb = _nvml_used_mb(self._nvml)
+            self.gpu_mem_used_peak_mib = _nvml_used_mib(self._nvml)
         if not self._exact or self._nvml is not None:
             self._thread = threading.Thread(target=self._sample, name="segopt-peak-memory", daemon=True)
             self._thread.start()
@@ -118,9 +118,9 @@ class PeakMemory:
     def _take_sample(self) -> None:
         """One sample of RSS (when not exact) and NVML device memory."""
         if not self._exact:
-            self.peak_rss_mb = max(self.peak_rss_mb, current_rss_mb())
+            self.peak_rss_mib = max(self.peak_rss_mib, current_rss_mib())
         if self._nvml is not None:
-            self.gpu_mem_used_peak_mb = max(self.gpu_mem_used_peak_mb or 0.0, _nvml_used_mb(self._nvml))
+            self.gpu_mem_used_peak_mib = max(self.gpu_mem_used_peak_mib or 0.0, _nvml_used_mib(self._nvml))
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -130,16 +130,16 @@ class PeakMemory:
             self._thread.join()
         self._take_sample()
         if self._exact:
-            self.peak_rss_mb = max(self.peak_rss_mb, rss_high_water_mark_mb() or 0.0)
-        maxrss_after = _maxrss_mb()
+            self.peak_rss_mib = max(self.peak_rss_mib, rss_high_water_mark_mib() or 0.0)
+        maxrss_after = _maxrss_mib()
         if maxrss_after > self._maxrss_before:  # a new lifetime peak was set inside: it is exact
-            self.peak_rss_mb = max(self.peak_rss_mb, maxrss_after)
+            self.peak_rss_mib = max(self.peak_rss_mib, maxrss_after)
         if self._cuda is not None:
             import torch
 
-            self.cuda_max_allocated_mb = torch.cuda.max_memory_allocated(self._cuda) / MIB
+            self.cuda_max_allocated_mib = torch.cuda.max_memory_allocated(self._cuda) / MIB
 
     @property
-    def peak_rss_increase_mb(self) -> float:
+    def peak_rss_increase_mib(self) -> float:
         """Peak RSS above the RSS at entry, MiB."""
-        return max(0.0, self.peak_rss_mb - self.rss_before_mb)
+        return max(0.0, self.peak_rss_mib - self.rss_before_mib)

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 
 from segopt_core.errors import SegoptError
 
-SCHEMA_VERSION = 4  # 2: load and quality columns (contended rows flagged); 3: `cell` (was `model`); 4: `_mib`
-# old name -> new name, for files written before a rename (3: the cell; 4: MiB columns said `_mb`)
+# 2: load and quality columns (contended rows flagged); 3: `cell` (was `model`); 4: `_mib` (was `_mb`) and
+# the same-round pair (reference/paired latency, speedup)
+SCHEMA_VERSION = 4
 _MIB = (
     "rss_before",
     "peak_rss",
@@ -22,6 +23,7 @@ _MIB = (
     "gpu_mem_used_peak",
     "model_size",
 )
+# old name -> new name, for files written before a rename (3: the cell; 4: MiB columns said `_mb`)
 RENAMED_COLUMNS = {"model": "cell", **{f"{name}_mb": f"{name}_mib" for name in _MIB}}
 STATUSES = ("ok", "oom", "failed", "skipped")
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
@@ -75,6 +77,21 @@ _TIMING = (
     Column("latency_ms_std", "float64", "Standard deviation of the latency, ms."),
     Column("per_image_ms", "float64", "latency_ms_median / batch_size."),
     Column("throughput_ips", "float64", "Images per second: batch_size / median latency."),
+)
+_PAIR = (
+    Column(
+        "reference_latency_ms",
+        "float64",
+        "torch fp32 eager median latency timed in the same rounds as this variant, ms; null if not paired.",
+    ),
+    Column("paired_latency_ms", "float64", "This variant's median latency in those rounds, ms."),
+    Column("speedup_vs_torch_fp32", "float64", "torch fp32 latency / this variant's: see speedup_basis."),
+    Column(
+        "speedup_basis",
+        "string",
+        "same-round (reference_latency_ms / paired_latency_ms) | separate (throughput over the torch fp32 "
+        "row's, measured minutes apart); null when there is no torch fp32 row.",
+    ),
 )
 _QUALITY = (
     Column(
@@ -137,8 +154,9 @@ _MACHINE = (
     Column("segopt_commit", "string", "git commit of segopt (+'-dirty'), 'unknown' outside a checkout."),
 )
 
-COLUMNS: tuple[Column, ...] = _RUN + _TIMING + _QUALITY + _MEMORY + _MACHINE
+COLUMNS: tuple[Column, ...] = _RUN + _TIMING + _PAIR + _QUALITY + _MEMORY + _MACHINE
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+ADDED_COLUMNS = tuple(c.name for c in _PAIR)  # since version 4; older files read them as null
 ROW_SCHEMA = pa.schema(
     [pa.field(c.name, _ARROW_TYPES[c.type], nullable=True) for c in COLUMNS],
     metadata={"segopt_schema_version": str(SCHEMA_VERSION)},
@@ -193,8 +211,9 @@ def write_parquet(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
 
 
 def read_parquet(path: str | Path) -> list[dict[str, Any]]:
-    """Rows back from a Parquet file written by write_parquet (floats NaN-free, nulls as None)."""
-    table = rename_old_columns(pq.read_table(path))
+    """Rows back from a Parquet file written by write_parquet (floats NaN-free, nulls as None); files of
+    older layouts read with today's names, columns added since then null."""
+    table = add_new_columns(rename_old_columns(pq.read_table(path)))
     if table.schema.remove_metadata() != ROW_SCHEMA.remove_metadata():
         raise RowSchemaError(
             f"{path}: not a segopt benchmark file of schema version {SCHEMA_VERSION}; re-run the benchmark"
@@ -207,6 +226,15 @@ def rename_old_columns(table: pa.Table) -> pa.Table:
     present = set(table.column_names)
     renamed = {old: new for old, new in RENAMED_COLUMNS.items() if old in present and new not in present}
     return table.rename_columns([renamed.get(name, name) for name in table.column_names])
+
+
+def add_new_columns(table: pa.Table) -> pa.Table:
+    """The table with the columns an older layout lacks (`ADDED_COLUMNS`) as nulls, in schema order."""
+    missing = [name for name in ADDED_COLUMNS if name not in table.column_names]
+    for name in missing:
+        column = ROW_SCHEMA.field(name)
+        table = table.append_column(column, pa.nulls(table.num_rows, column.type))
+    return table.select([n for n in COLUMN_NAMES if n in table.column_names]) if missing else table
 
 
 def schema_markdown() -> str:

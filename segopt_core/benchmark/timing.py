@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segopt_core.clock import interleaved_ab, time_call  # noqa: F401 (their home; used here)
+
 
 @dataclass(frozen=True)
 class TimingConfig:
@@ -49,15 +51,6 @@ def device_synchronizer(device: str) -> Callable[[], None]:
     return lambda: torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], object], sync: Callable[[], None]) -> float:
-    """Seconds one call takes, synchronizing the device before each clock read."""
-    sync()
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
-
-
 def warm_up(fn: Callable[[], object], config: TimingConfig, sync: Callable[[], None]) -> int:
     """Run the warm-up; returns how many calls it made."""
     calls, start = 0, time.perf_counter()
@@ -95,29 +88,3 @@ def latency_stats(samples_s: list[float], batch_size: int) -> dict[str, float]:
         "per_image_ms": median / batch_size,
         "throughput_ips": batch_size * 1e3 / median if median > 0 else float("inf"),
     }
-
-
-def interleaved_ab(
-    calls: dict[str, Callable[[], object]],
-    rounds: int,
-    iters_per_round: int,
-    warmup_iters: int = 3,
-    sync: Callable[[], None] = lambda: None,
-) -> dict[str, list[float]]:
-    """Latency samples (s) per named callable, measured in alternating rounds so drift hits all of them.
-
-    Each callable is warmed up once, then each round times `iters_per_round` calls of every callable in
-    turn; the order rotates each round so none always runs right after another.
-    """
-    if rounds < 1 or iters_per_round < 1:
-        raise ValueError(f"rounds and iters_per_round must be >= 1 (got {rounds}, {iters_per_round})")
-    names = list(calls)
-    for name in names:
-        for _ in range(warmup_iters):
-            time_call(calls[name], sync)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            samples[name] += [time_call(calls[name], sync) for _ in range(iters_per_round)]
-    return samples

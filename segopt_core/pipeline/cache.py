@@ -11,8 +11,6 @@ from typing import Any
 from segopt_core.atomic import write_json_atomic
 from segopt_core.pipeline.record import VariantRecord
 
-# Kept only for reports/plots.py, which still imports it from here (reports -> pipeline is the one import
-# cycle left, allowed in tests/test_layering.py); new code imports segopt_core.atomic.
 __all__ = ["ResultCache", "cache_key"]
 
 

@@ -9,14 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segopt_core.backends.options import BACKENDS, PRECISIONS, VariantOptions, default_variants
+from segopt_core.backends.options import (
+    BACKENDS,
+    PRECISIONS,
+    REFERENCE_VARIANT,
+    VariantOptions,
+    default_variants,
+)
 from segopt_core.backends.registry import get_backend
 from segopt_core.errors import OptionError
 from segopt_core.pipeline.cache import cache_key
 from segopt_core.pipeline.record import VariantRecord
 from segopt_core.variants import CELLS, DATASETS, ENCODERS, CellSpec
-
-REFERENCE_VARIANT = VariantOptions("torch", "fp32")  # the eager fp32 model every variant is compared with
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from segopt_core.backends.options import REFERENCE_VARIANT
+from segopt_core.benchmark.paired import speedup_columns
 from segopt_core.pipeline.gate import AccuracyGate
 from segopt_core.pipeline.record import VariantRecord
 from segopt_core.reports.schema import COLUMN_NAMES, result_row
 
-REFERENCE = "torch-fp32"  # every speedup and accuracy ratio is relative to eager PyTorch fp32 (unfolded)
 ACCURACY_MEASURES = {"labels": "miou_ratio", "agreement": "miou_vs_fp32"}  # what miou_ratio is, per mode
 _TIMING_KEYS = (
     "started_at",
@@ -32,7 +33,7 @@ def machine_id(fingerprint: Mapping[str, Any]) -> str:
 
 
 def _is_reference(record: VariantRecord) -> bool:
-    return record.variant == REFERENCE and record.ok
+    return record.variant == REFERENCE_VARIANT.slug and record.ok
 
 
 def _references(records: Iterable[VariantRecord]) -> dict[str, VariantRecord]:
@@ -112,17 +113,6 @@ def record_rows(
         values.update(speedup_columns(bench, ref_speed.get(bench.get("batch_size"))))
         rows.append(result_row(**values))
     return rows
-
-
-def speedup_columns(bench: Mapping[str, Any], reference_throughput: float | None) -> dict[str, Any]:
-    """Speedup vs torch fp32: from the same-round pair when measured, else from the two separate runs."""
-    reference_ms, paired_ms = bench.get("reference_latency_ms"), bench.get("paired_latency_ms")
-    if reference_ms and paired_ms:
-        return {"speedup_vs_torch_fp32": round(reference_ms / paired_ms, 4), "speedup_basis": "same-round"}
-    speed = bench.get("throughput_ips")
-    if reference_throughput and speed:
-        return {"speedup_vs_torch_fp32": round(speed / reference_throughput, 4), "speedup_basis": "separate"}
-    return {}
 
 
 def records_to_rows(

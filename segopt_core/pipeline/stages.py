@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import datetime as dt
-import functools
 import json
 import logging
-import multiprocessing
-import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from segopt_core.atomic import is_disk_full
+from segopt_core.backends.options import REFERENCE_VARIANT
 from segopt_core.lifecycle import file_lock
 from segopt_core.pipeline.cache import ResultCache
-from segopt_core.pipeline.jobs import REFERENCE_VARIANT, VariantJob
+from segopt_core.pipeline.jobs import VariantJob
 from segopt_core.pipeline.record import VariantRecord
 from segopt_core.variants import CellSpec
 
@@ -82,6 +78,12 @@ def calibration_images(source: EvalSource, spec: CellSpec, count: int = 32) -> n
     from segopt_core.backends.calibration import load_calibration_images
 
     return load_calibration_images(source.data_dir or source.samples_dir, spec, count)
+
+
+def synthetic_calibration(work_dir: str | Path, spec: CellSpec, count: int = 8) -> np.ndarray:
+    """Calibration images for INT8 static when no dataset is given: synthetic street scenes, preprocessed."""
+    samples = prepare_samples(work_dir, [spec], count=count)
+    return calibration_images(EvalSource(samples_dir=samples), spec, count=count)
 
 
 def prepare_samples(work_dir: str | Path, specs: Sequence[CellSpec], count: int = 4, seed: int = 0) -> str:
@@ -146,109 +148,51 @@ def benchmark_record(
     iters: int,
     same_round_reference: bool = True,
 ) -> VariantRecord:
-    """Benchmark a built variant at each batch size (flat rows in `bench_rows`).
+    """Benchmark a built variant at each batch size (flat rows in `bench_rows`) through `measure_variant`,
+    in this process (the flows call `benchmark_record_isolated`).
 
-    With `same_round_reference`, the torch fp32 model of the same checkpoint is then timed in alternating
+    With `same_round_reference`, the torch fp32 model of the same checkpoint is also timed in alternating
     rounds with the variant at the smallest batch size, so the speedup compares numbers measured under the
     same load (`reference_latency_ms`, `paired_latency_ms` on that row), not minutes apart.
     """
-    from segopt_core.backends import BackendUnavailable, load_predictor
-    from segopt_core.benchmark import benchmark_loader
+    from segopt_core.benchmark import measure_variant
 
-    loaded: list[Any] = []
-    rows = benchmark_loader(
-        lambda: loaded.append(load_predictor(record.artifact)) or loaded[-1],
-        spec,
-        list(batch_sizes),
-        variant=record.variant,
-        precision=record.precision,
-        device=record.device,
-        skip_on=(BackendUnavailable,),
-        warmup=warmup,
-        iters=iters,
-        checkpoint_sha256=record.checkpoint_sha256,
-        model_path=record.artifact,
+    config, candidate, reference = _measurement(
+        record, spec, batch_sizes, warmup, iters, same_round_reference
     )
-    first = rows[0] if rows else {}
-    if same_round_reference and loaded and first.get("status") == "ok":
-        rows[0] = {**first, **paired_reference(loaded[0], record, spec, first, iters)}
-    return dataclasses.replace(record, bench_rows=rows)
-
-
-def paired_reference(
-    predictor: Any, record: VariantRecord, spec: CellSpec, row: Mapping[str, Any], iters: int
-) -> dict[str, Any]:
-    """Median latencies of the torch fp32 reference and of the variant, timed in alternating rounds."""
-    from segopt_core.benchmark import interleaved_ab
-    from segopt_core.benchmark.contention import (
-        PAIR_CONTENDED,
-        QUALITY_SUSPECT,
-        ContentionProbe,
-        quality_flags,
-    )
-    from segopt_core.checkpoints import load_checkpoint
-    from segopt_core.predictor import TorchPredictor
-
-    if record.variant == REFERENCE_VARIANT.slug:  # the reference itself: its own loop is the pair
-        return {
-            "reference_latency_ms": row["latency_ms_median"],
-            "paired_latency_ms": row["latency_ms_median"],
-        }
-    try:
-        reference = TorchPredictor(load_checkpoint(record.checkpoint, spec).model)
-    except Exception as exc:  # the speedup falls back to the separately measured reference
-        return {"reference_error": f"{type(exc).__name__}: {exc}"}
-    h, w = spec.crop_size
-    batch = np.random.default_rng(0).standard_normal((row["batch_size"], 3, h, w), dtype=np.float32)
-    calls = {"reference": lambda: reference(batch), "variant": lambda: predictor(batch)}
-    rounds = 5  # alternating rounds: a burst of load hits both; the order rotates each round
-    with ContentionProbe() as probe:
-        samples = interleaved_ab(calls, rounds, max(1, iters // rounds), warmup_iters=2)
-    medians = {name: round(float(np.median(s)) * 1e3, 3) for name, s in samples.items()}
-    paired = {"reference_latency_ms": medians["reference"], "paired_latency_ms": medians["variant"]}
-    if "contended" in quality_flags({"other_cpu_cores": probe.other_cpu_cores}):  # the speedup is suspect too
-        flags = ",".join(f for f in [row.get("quality_flags") or "", PAIR_CONTENDED] if f)
-        paired |= {"quality": QUALITY_SUSPECT, "quality_flags": flags}
-    return paired
+    measured = measure_variant(candidate, spec, config, reference.predictor)
+    return dataclasses.replace(record, bench_rows=measured.rows)
 
 
 def benchmark_record_isolated(
     record: VariantRecord, spec: CellSpec, batch_sizes: Sequence[int], warmup: int, iters: int
 ) -> VariantRecord:
-    """`benchmark_record` in a spawned benchmark process: what the flows' worker threads must call.
-
-    On the 2-core CI machine, torch run from a worker thread after the main thread had used torch took
-    1.5-3x longer than from the main thread (`benchmarks/thread_isolation.py`); ONNX Runtime was
-    unaffected. The process measures in its main thread and is reused by the next variants, so its start-up
-    and imports (about 9 s) are paid once per run, not once per variant.
-    """
-    from concurrent.futures.process import BrokenProcessPool
+    """`benchmark_record` in the measuring process (`segopt_core.benchmark.isolated`), where every segopt
+    measurement runs: what the flows' worker threads call."""
+    from segopt_core.benchmark.isolated import measure_isolated
 
     clock = time.perf_counter()
-    try:
-        done = (
-            benchmark_pool().submit(benchmark_record, record, spec, list(batch_sizes), warmup, iters).result()
-        )
-    except BrokenProcessPool:
-        benchmark_pool.cache_clear()  # it died (killed, out of memory): the next variant gets a new one
-        raise
-    return dataclasses.replace(done, benchmark_seconds=round(time.perf_counter() - clock, 3))
-
-
-@functools.cache
-def benchmark_pool() -> ProcessPoolExecutor:
-    """The spawned process that runs this process's benchmarks, one at a time (recycled every 16 variants)."""
-    from segopt_core.lifecycle import exit_with_parent
-
-    pool = ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=exit_with_parent,  # a killed run leaves no measurement running on the device
-        initargs=(os.getpid(),),
-        max_tasks_per_child=16,
+    config, candidate, reference = _measurement(record, spec, batch_sizes, warmup, iters, True)
+    measured = measure_isolated(candidate, spec, config, reference)
+    return dataclasses.replace(
+        record, bench_rows=measured.rows, benchmark_seconds=round(time.perf_counter() - clock, 3)
     )
-    atexit.register(pool.shutdown, cancel_futures=True)
-    return pool
+
+
+def _measurement(
+    record: VariantRecord, spec: CellSpec, batch_sizes: Sequence[int], warmup: int, iters: int, paired: bool
+) -> tuple[Any, Any, Any]:
+    """(MeasureConfig, Candidate, ReferenceSource) of a built variant: its loop at each batch size, the
+    pair spread over 5 rounds of the same calls, the checkpoint's own fp32 model as the reference."""
+    from segopt_core.benchmark import Candidate, MeasureConfig, Rounds, TimingConfig
+    from segopt_core.benchmark.isolated import ReferenceSource
+
+    timing = TimingConfig(warmup_iters=warmup, iters=iters)
+    config = MeasureConfig(tuple(batch_sizes), timing, Rounds.spread(timing) if paired else None)
+    is_reference = record.variant == REFERENCE_VARIANT.slug
+    candidate = Candidate(record.variant, record.artifact, record.precision, record.device,
+                          record.checkpoint_sha256, is_reference=is_reference)  # fmt: skip
+    return config, candidate, ReferenceSource(spec, record.checkpoint)
 
 
 def evaluate_record(record: VariantRecord, spec: CellSpec, source: EvalSource) -> VariantRecord:
@@ -269,11 +213,10 @@ def evaluate_record(record: VariantRecord, spec: CellSpec, source: EvalSource) -
         accuracy = {"eval_mode": "labels", "eval_images": result["n_images"], "miou": result["mIoU"]}
         accuracy["per_class_iou"] = result["per_class_iou"]
     else:
-        from segopt_core.checkpoints import load_checkpoint
-        from segopt_core.predictor import TorchPredictor
+        from segopt_core.benchmark.isolated import ReferenceSource
 
         with _TORCH_LOCK:
-            reference = _Serialized(TorchPredictor(load_checkpoint(record.checkpoint, spec).model))
+            reference = _Serialized(ReferenceSource(spec, record.checkpoint).predictor())
         result = compare_predictions(reference, predictor, sample_images(source), spec)
         accuracy = {"eval_mode": "agreement", "eval_images": result["n_images"]}
         accuracy |= {k: result[k] for k in ("pixel_agreement", "miou_vs_reference")}

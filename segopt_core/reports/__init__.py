@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from segopt_core import lifecycle
 from segopt_core.atomic import write_text_atomic
 from segopt_core.reports.history import (
     append_history,
@@ -70,16 +71,18 @@ def write_report(
 ) -> Report:
     """Write `report_root/<run_id>/` (results.parquet, plots, summary.md), append to the history, compare.
 
-    The folder is written as `.tmp-<run_id>-<pid>` and renamed into place when complete, so a run that fails
-    (a full disk) or is killed while writing never leaves a half report under its real name; the next report
-    removes temp folders whose process is gone. The history entry, if written, stays: it holds this run's
-    measurements, which a re-run reuses from the result cache and leaves out of the history.
+    The folder is written as `.tmp-<run_id>-<host hash>-<pid>` and renamed into place when complete, so a run
+    that fails (a full disk) or is killed while writing never leaves a half report under its real name; the
+    next report removes the temp folders whose process ran on its machine and is gone, and other machines'
+    (a report folder shared between machines) only once they are a day old. The history entry, if written,
+    stays: it holds this run's measurements, which a re-run reuses from the result cache and leaves out of
+    the history.
     """
     out = Path(report_root) / meta["run_id"]
     if out.exists():  # the same run writing again: in place
         return _write_report(rows, out, meta, history_root, regression)
     _remove_dead_temp_folders(Path(report_root))
-    tmp = Path(report_root) / f".tmp-{meta['run_id']}-{os.getpid()}"
+    tmp = Path(report_root) / f".tmp-{meta['run_id']}-{lifecycle.owner_tag()}"
     try:
         report = _write_report(rows, tmp, meta, history_root, regression)
         os.rename(tmp, out)
@@ -92,20 +95,10 @@ def write_report(
 
 
 def _remove_dead_temp_folders(report_root: Path) -> None:
+    """Temp folders of reports nobody writes any more (a killed run on this machine, or a day old)."""
     for folder in report_root.glob(".tmp-*"):
-        pid = folder.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if lifecycle.abandoned(folder):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_report(

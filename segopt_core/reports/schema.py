@@ -69,18 +69,7 @@ _ACCURACY = (
     Column("per_class_iou_delta", "string", "JSON {class: IoU - fp32 IoU} (labels mode), '' otherwise."),
     Column("accepted", "bool", "Accuracy gate passed (miou_ratio >= threshold); null when not evaluated."),
     Column("gate", "string", "Why the gate accepted/rejected the variant (threshold and value)."),
-    Column(
-        "speedup_vs_torch_fp32", "float64", "torch fp32 latency / this variant's latency: see speedup_basis."
-    ),
-    Column(
-        "speedup_basis",
-        "string",
-        "same-round (both timed in alternating rounds, same process and load) / "
-        "separate (throughputs measured in separate runs) / ''.",
-    ),
-    Column("reference_latency_ms", "float64", "torch fp32 median latency timed in the same rounds, ms."),
-    Column("paired_latency_ms", "float64", "This variant's median latency in those rounds, ms."),
-)
+)  # the same-round pair and the speedup (reference_latency_ms, ..., speedup_basis) are benchmark columns
 
 COLUMNS: tuple[Column, ...] = (
     (Column("result_schema_version", "int64", f"Result row layout version ({RESULT_SCHEMA_VERSION})."),)

@@ -59,9 +59,3 @@ class WarmupPoly:
     def state_dict(self) -> dict[str, float | int]:
         """Plain values for the training checkpoint."""
         return asdict(self)
-
-
-def remember_base_lrs(optimizer: Optimizer) -> None:
-    """Store each group's configured lr as `initial_lr` (the base the schedule multiplies)."""
-    for group in optimizer.param_groups:
-        group.setdefault("initial_lr", group["lr"])

@@ -66,3 +66,18 @@ def test_a_stop_signal_ends_the_process_and_its_children_with_one_line(sig):
     name = signal.Signals(sig).name
     assert err.strip() == f"segopt: {name}: stopping the test run; finished work is kept, a re-run resumes"
     assert _gone_within(child, 5)
+
+
+def test_file_lock_times_out_says_it_waits_and_is_free_once_released(tmp_path):
+    from segopt_core.lifecycle import LockTimeout, file_lock
+
+    path, said = tmp_path / "x.lock", []
+    with file_lock(path):
+        with pytest.raises(LockTimeout):
+            with file_lock(path, timeout_s=0.2, poll_s=0.05, on_busy=lambda: said.append(1)):
+                pass
+    assert said == [1]
+    with file_lock(path, timeout_s=0.2):  # released on exit
+        pass
+    with file_lock(tmp_path):  # a folder: no lock file left behind
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["x.lock"]

@@ -108,15 +108,15 @@ def test_temp_folders_of_dead_builds_are_cleaned_live_ones_kept(tmp_path):
     import sys
 
     from segopt_core.backends import ArtifactStore
-    from segopt_core.backends.artifacts import _owner_tag
+    from segopt_core.lifecycle import owner_tag
 
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    host = _owner_tag().split("-")[0]
+    host = owner_tag().split("-")[0]
     folder = tmp_path / "abc123"
     gone = folder / f".tmp-torch-fp32-{host}-{dead.stdout.strip()}-0123abcd"
-    live = folder / f".tmp-onnxruntime-fp32-{_owner_tag()}-89abcdef"
+    live = folder / f".tmp-onnxruntime-fp32-{owner_tag()}-89abcdef"
     for path in (gone, live):
         path.mkdir(parents=True)
     assert ArtifactStore(tmp_path).clean_temp() == 1

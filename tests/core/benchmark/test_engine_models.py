@@ -49,7 +49,7 @@ def test_peak_memory_sees_a_transient_allocation():
     with PeakMemory("cpu") as memory:
         block = np.ones(40 * 1024 * 1024 // 4, dtype=np.float32)  # 40 MiB, every page touched
         del block
-    assert memory.peak_rss_increase_mb >= 35
+    assert memory.peak_rss_increase_mib >= 35
 
 
 def test_param_count_of_an_onnx_artifact_comes_from_its_metadata(tiny_model, tiny_spec, tmp_path):

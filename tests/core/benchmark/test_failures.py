@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from segopt_core.benchmark import benchmark_loader, benchmark_predictor, is_out_of_memory, status_rows
-
-
-class BackendMissing(RuntimeError):
-    """Stand-in for backends.BackendUnavailable: the engine must not import the backends package."""
+from segopt_core.benchmark import (
+    Candidate,
+    MeasureConfig,
+    TimingConfig,
+    benchmark_predictor,
+    is_out_of_memory,
+    measure_variant,
+    status_rows,
+)
 
 
 def test_oom_at_batch_4_records_largest_fitting_batch(sleep_predictor):
@@ -33,23 +37,24 @@ def test_crash_is_a_failed_row_and_the_run_continues(sleep_predictor):
     assert [r["status"] for r in fine] == ["ok", "ok"]
 
 
-def test_loader_skip_and_failure_rows(sleep_predictor):
+def test_build_and_load_failures_are_rows(tmp_path):
+    from segopt_core.backends import BackendUnavailable
+
     def unavailable():
-        raise BackendMissing("TensorRT is not installed; pip install tensorrt")
+        raise BackendUnavailable("TensorRT is not installed; pip install tensorrt")
 
     def crashing():
-        raise ValueError("artifact is corrupt")
+        raise ValueError("calibration data missing")
 
-    skip_on = (BackendMissing,)
-    skipped = benchmark_loader(unavailable, (16, 16), (1, 4), variant="tensorrt-fp16", skip_on=skip_on)
-    failed = benchmark_loader(crashing, (16, 16), (1, 4), variant="onnxruntime-fp32", skip_on=skip_on)
-    ok = benchmark_loader(
-        lambda: sleep_predictor(base_s=0.001), (16, 16), (1,), variant="sleep", warmup=0, iters=2
-    )
+    config = MeasureConfig((1, 4), TimingConfig(warmup_iters=0, iters=1))
+    skipped = measure_variant(Candidate("tensorrt-fp16", unavailable), (16, 16), config).rows
+    failed = measure_variant(Candidate("onnxruntime-int8-static", crashing), (16, 16), config).rows
+    (tmp_path / "metadata.json").write_text("{not json")
+    corrupt = measure_variant(Candidate("onnxruntime-fp32", str(tmp_path)), (16, 16), config).rows
     assert {r["status"] for r in skipped} == {"skipped"} and len(skipped) == 2
     assert "pip install tensorrt" in skipped[0]["error"]
-    assert {r["status"] for r in failed} == {"failed"} and "artifact is corrupt" in failed[0]["error"]
-    assert ok[0]["status"] == "ok" and ok[0]["load_ms"] is not None and ok[0]["load_ms"] >= 0
+    assert {r["status"] for r in failed} == {"failed"} and "build failed: ValueError" in failed[0]["error"]
+    assert {r["status"] for r in corrupt} == {"failed"} and "metadata.json" in corrupt[0]["error"]
 
 
 @pytest.mark.parametrize(

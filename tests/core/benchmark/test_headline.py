@@ -88,3 +88,30 @@ def test_cpu_kind_names_the_isa(headline):
     assert headline.cpu_kind(fp)[0] == "avx512-bf16" and "no AMX" in headline.cpu_kind(fp)[1]
     assert headline.cpu_kind({**fp, "isa_avx512_bf16": False, "isa_avx512f": False})[0] == "avx2"
     assert headline.cpu_kind({**fp, "isa_amx": True})[0] == "amx"
+
+
+def test_comparisons_come_from_the_measuring_loops_rounds(headline):
+    from segopt_core.benchmark import Measurement
+
+    ok = {"variant": "v", "batch_size": 1, "status": "ok", "error": ""}
+    oom = {"variant": "v", "batch_size": 8, "status": "oom", "error": "MemoryError: batch 8"}
+    rounds = {1: {"reference": [40.0, 42.0], "variant": [20.0, 21.0], "peer": [30.0, 31.0]}}
+    first, second = headline.comparisons_of("b0-512-ade20k", "cpu", Measurement([ok, oom], rounds))
+    assert first.status == "ok" and first.median("baseline") == 41.0 and first.peer_ms == [30.0, 31.0]
+    assert second.status == "oom" and "batch 8" in second.reason
+    config = headline.measuring_config(headline.settings_from(headline.parse_args(["--batch-sizes", "1,8"])))
+    assert config.timing is None and config.pair_every_batch_size and config.batch_sizes == (1, 8)
+    assert (config.rounds.rounds, config.rounds.iters_per_round, config.rounds.warmup_iters) == (5, 10, 5)
+
+
+def test_product_vs_headline_says_when_the_two_ways_differ(benchmark_script):
+    script = benchmark_script("product_vs_headline")
+    product, headline = script.Way("product"), script.Way("headline")
+    for ref, var in [(300.0, 40.0), (310.0, 42.0)]:
+        product.add(ref, var)
+    for ref, var in [(234.0, 35.0), (236.0, 35.0)]:
+        headline.add(ref, var)
+    lines, agree = script.verdict(product, headline, tolerance=0.10)
+    assert not agree and "product/headline 1.298" in lines[0] and "DIFFER" in lines[-1]
+    same, agree = script.verdict(product, product, tolerance=0.10)
+    assert agree and "agree within 10%" in same[-1]

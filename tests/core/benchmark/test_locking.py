@@ -43,10 +43,11 @@ def test_lock_excludes_another_process(tmp_path):
     # The holder takes the same file lock device_lock takes, without importing torch (fast start).
     path = tmp_path / f"{device_concurrency_key('cpu')}.lock"
     code = (
-        "import os, time, filelock\n"
-        f"lock = filelock.FileLock({str(path)!r}); lock.acquire()\n"
-        f"open({str(path) + '.pid'!r}, 'w').write(f'{{os.getpid()}}\\n')\n"
-        "print('held', flush=True); time.sleep(30)\n"
+        "import os, time\n"
+        "from segopt_core.lifecycle import file_lock\n"
+        f"with file_lock({str(path)!r}) as fd:\n"
+        "    os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+        "    print('held', flush=True); time.sleep(30)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:

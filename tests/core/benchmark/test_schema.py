@@ -56,3 +56,18 @@ def test_docs_describe_every_column():
     text = DOCS.read_text()
     missing = [name for name in COLUMN_NAMES if f"`{name}`" not in text]
     assert not missing, f"docs/benchmark.md does not document {missing}"
+
+
+def test_files_of_older_layouts_read_with_todays_columns(rows, tmp_path):
+    """A version-3 file (no same-round pair; `model` before the rename) reads with today's columns."""
+    import pyarrow as pa
+
+    from segopt_core.benchmark.schema import ADDED_COLUMNS
+
+    table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA).drop_columns(list(ADDED_COLUMNS))
+    old = table.rename_columns(["model" if n == "cell" else n for n in table.column_names])
+    pq.write_table(old, tmp_path / "v3.parquet")
+    back = read_parquet(tmp_path / "v3.parquet")
+    assert [list(r) for r in back] == [list(COLUMN_NAMES)] * len(rows)
+    assert all(r[name] is None for r in back for name in ADDED_COLUMNS)
+    assert [r["cell"] for r in back] == [r["cell"] for r in rows]

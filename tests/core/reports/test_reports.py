@@ -141,8 +141,34 @@ def test_result_cache_needs_the_artifact(tmp_path):
     assert cache.get(key) is None
 
 
+def test_a_report_removes_only_temp_folders_nobody_writes(rows, tmp_path):
+    """A report folder shared between machines: another host's report in progress is never removed."""
+    import subprocess
+    import sys
+
+    from segopt_core.lifecycle import host_tag, owner_tag
+
+    root = tmp_path / "reports"
+    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout.strip()  # fmt: skip
+    other_host = "000000" if host_tag() != "000000" else "ffffff"
+    folders = {
+        "dead here": root / f".tmp-r0-optimize-all-local-{host_tag()}-{dead_pid}",
+        "live here": root / f".tmp-r0-optimize-all-local-{owner_tag()}",
+        "other host": root
+        / f".tmp-r0-optimize-all-local-{other_host}-{dead_pid}",  # its pid means nothing here
+        "old other host": root / f".tmp-r0-optimize-all-local-{other_host}-1",
+    }
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    day_ago = dt.datetime.now().timestamp() - 2 * 86400
+    os.utime(folders["old other host"], (day_ago, day_ago))
+    write_report(rows, root, {**RUN, "machine": "test box", "notes": []})
+    assert {name for name, folder in folders.items() if folder.exists()} == {"live here", "other host"}
+
+
 def test_speedup_prefers_the_same_round_reference():
-    from segopt_core.pipeline.results import speedup_columns
+    from segopt_core.benchmark.paired import speedup_columns
 
     paired = {"throughput_ips": 50.0, "reference_latency_ms": 30.0, "paired_latency_ms": 10.0}
     assert speedup_columns(paired, reference_throughput=1.0) == {
