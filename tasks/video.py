@@ -8,6 +8,7 @@ from prefect import task
 
 from segopt_core.video import OverlayStyle, SmoothingOptions, VideoOptions, VideoOutputs, segment_video
 from segopt_core.video.pipeline import resolve_predictor
+from segopt_core.video.stages import stage_line
 from tasks.logs import run_logger
 
 
@@ -39,11 +40,13 @@ def segment_video_task(
     )
     perf = summary["performance"]
     logger.info(
-        "%s: %d frames, %.1f fps end-to-end (model %.1f fps), %d dropped",
+        "%s: %d frames (%d keyframes), %.1f fps end-to-end (model %.1f fps), %d dropped; stages %s",
         source,
         summary["frames"]["written"],
+        summary["frames"]["keyframes"],
         perf["fps_end_to_end"] or 0.0,
         perf["fps_model"] or 0.0,
         summary["frames"]["dropped"],
+        stage_line(summary["stages"]),
     )
     return summary

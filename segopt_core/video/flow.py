@@ -30,7 +30,7 @@ def _dis() -> cv2.DISOpticalFlow:
 def dense_flow(gray_from: np.ndarray, gray_to: np.ndarray) -> np.ndarray:
     """DIS flow (h, w, 2) float32: gray_from(x) ≈ gray_to(x + flow(x)); FlowError when it fails."""
     try:
-        flow = _dis().calc(gray_from, gray_to, None)
+        flow = _dis().calc(np.ascontiguousarray(gray_from), np.ascontiguousarray(gray_to), None)
     except cv2.error as exc:
         raise FlowError(f"optical flow failed on a {gray_from.shape} pair: {exc}") from exc
     if flow is None or flow.shape[:2] != gray_from.shape or not np.isfinite(flow).all():

@@ -644,10 +644,19 @@ def resolve_predictor(
     artifact: str | Path | None,
     cell: str | None = None,
     device: str = "cpu",
+    reports_dir: str | Path | None = None,
 ) -> tuple[Predictor, CellSpec]:
-    """The predictor and cell spec of a checkpoint file or an optimized artifact folder (exactly one)."""
+    """The predictor and cell spec of a checkpoint file or an optimized artifact folder (exactly one);
+    artifact `auto` is the one the latest optimize-all report under `reports_dir` recommends at batch 1."""
     if (checkpoint is None) == (artifact is None):
         raise VideoError("pass exactly one of --checkpoint PATH or --artifact DIR")
+    if artifact is not None and str(artifact) == "auto":
+        from segopt_core.settings import load_settings
+        from segopt_core.video.recommended import recommended_artifact
+
+        artifact, variant = recommended_artifact(reports_dir or load_settings().reports_dir, cell)
+        log.info("--artifact auto: %s (%s)", artifact, variant)
+        cell = None  # the cell chose the report row; the artifact's own stored spec describes it
     if checkpoint is not None:
         from segopt_core.checkpoints import load_checkpoint
         from segopt_core.predictor import TorchPredictor

@@ -54,7 +54,10 @@ class StageTimes:
 
     def progress_line(self) -> str:
         """Compact 'decode 15/18/14 model 300/320/290 …' (p50/p90/cpu ms per frame) for the progress bar."""
-        return " ".join(
-            f"{stage} {s['p50_ms']:.0f}/{s['p90_ms']:.0f}/{s['cpu_ms']:.0f}"
-            for stage, s in self.summary().items()
-        )
+        return stage_line(self.summary())
+
+
+def stage_line(stages: dict[str, dict[str, float | int]]) -> str:
+    """'decode 15/18/14 model 300/320/290 …': p50/p90/cpu ms per frame of each stage of a summary."""
+    parts = (f"{name} {s['p50_ms']:.0f}/{s['p90_ms']:.0f}/{s['cpu_ms']:.0f}" for name, s in stages.items())
+    return " ".join(parts) + " ms (p50/p90/cpu)"
