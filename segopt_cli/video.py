@@ -65,7 +65,7 @@ def video(
         segment_video,
     )
     from segopt_core.video.keyframes import parse_keyframes
-    from segopt_core.video.pipeline import resolve_predictor
+    from segopt_core.video.pipeline import model_threads, resolve_predictor
 
     summary = summary or out.with_suffix(".json")
     try:
@@ -87,7 +87,9 @@ def video(
             raise VideoError("pass exactly one of --checkpoint PATH or --artifact DIR")
         source = open_source(input, fps=fps)
         try:
-            predictor, spec = resolve_predictor(checkpoint, artifact, cell, device)
+            predictor, spec = resolve_predictor(
+                checkpoint, artifact, cell, device, num_threads=model_threads(policy)
+            )
         except BaseException:
             source.close()
             raise

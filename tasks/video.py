@@ -7,7 +7,7 @@ from typing import Any
 from prefect import task
 
 from segopt_core.video import OverlayStyle, SmoothingOptions, VideoOptions, VideoOutputs, segment_video
-from segopt_core.video.pipeline import resolve_predictor
+from segopt_core.video.pipeline import model_threads, resolve_predictor
 from segopt_core.video.stages import stage_line
 from tasks.logs import run_logger
 
@@ -26,7 +26,8 @@ def segment_video_task(
 ) -> dict[str, Any]:
     """Segment one video source; returns the JSON summary (also written to outputs.summary)."""
     logger = run_logger("video")
-    predictor, spec = resolve_predictor(checkpoint, artifact, cell)
+    policy = (options or VideoOptions()).keyframes
+    predictor, spec = resolve_predictor(checkpoint, artifact, cell, num_threads=model_threads(policy))
     summary = segment_video(
         source,
         predictor,

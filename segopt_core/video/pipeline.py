@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import resource
 import threading
@@ -37,7 +38,8 @@ from segopt_core.video.stages import StageTimes
 from segopt_core.video.writer import MaskFolderWriter, VideoWriter, check_writable, write_error
 
 __all__ = [
-    "GroundTruth", "VideoOptions", "VideoOutputs", "model_input_size", "prepare_batch", "resolve_predictor",
+    "GroundTruth", "VideoOptions", "VideoOutputs", "model_input_size", "model_threads", "prepare_batch",
+    "resolve_predictor",
     "segment_video", "small_gray", "write_summary",
 ]  # fmt: skip
 
@@ -62,6 +64,7 @@ class VideoOptions:
     input_hw: tuple[int, int] | None = None  # fixed model input (h, w), for static-shape artifacts
     tau: float = 10.0  # static-region threshold: |Δgray| < τ (0..255) at score resolution
     keyframes: KeyframePolicy = field(default_factory=KeyframePolicy)  # default: the model on every frame
+    model_threads: int | None = None  # torch intra-op threads for the run; None: `model_threads(keyframes)`
     metrics: str = "auto"  # full | sampled | off | auto (full up to 300 frames, else sampled)
     progress: bool = False
     metrics_every: int = 25  # frames between on_metrics callbacks
@@ -374,8 +377,12 @@ class _Run:
         self.progress = tqdm(
             total=self.src.info.n_frames, disable=not self.options.progress, unit="frame", desc="video"
         )
-        cv_threads = cv2.getNumThreads()
+        import torch
+
+        cv_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
         cv2.setNumThreads(1)  # parallelism comes from the pipeline's threads, not from each OpenCV call
+        self.torch_threads = self.options.model_threads or model_threads(self.seg.policy)
+        torch.set_num_threads(self.torch_threads)
         rss_start = _rss_mb()
         start = time.perf_counter()
         threads = [
@@ -407,6 +414,7 @@ class _Run:
             self.src.close()
             self.progress.close()
             cv2.setNumThreads(cv_threads)
+            torch.set_num_threads(torch_threads)
         return self._summary(wall_s, rss_start)
 
     def _infer(
@@ -502,7 +510,7 @@ class _Run:
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "rss_growth_mb": round(_rss_mb() - rss_start, 1),
                 **self.sizer.summary(),
-                "threads": _thread_plan(self.src),
+                "threads": _thread_plan(self.src, self.torch_threads),
                 "codec": self.outs.video.fourcc if self.outs.video is not None else None,
             },
             "stages": seg.stages.summary(),
@@ -520,15 +528,21 @@ class _Run:
         }
 
 
+def model_threads(policy: KeyframePolicy) -> int:
+    """Threads for the model: every core when it runs on every frame (it is the bottleneck), one core less
+    with keyframes, where decode, overlay and encode run beside it and OpenMP threads fighting them for the
+    cores stall at every op."""
+    cores = os.cpu_count() or 1
+    return cores if policy.per_frame else max(1, cores - 1)
+
+
 def _percentile(values: np.ndarray, q: float) -> float | None:
     return round(float(np.percentile(values, q)), 2) if values.size else None
 
 
-def _thread_plan(src: FrameSource) -> dict[str, int | None]:
-    """How many threads each library was given (torch's is the process setting the predictor runs with)."""
-    import torch
-
-    return {"opencv_per_call": 1, "decode": src.decode_threads, "torch": torch.get_num_threads()}
+def _thread_plan(src: FrameSource, torch_threads: int) -> dict[str, int | None]:
+    """How many threads each library was given during the run."""
+    return {"opencv_per_call": 1, "decode": src.decode_threads, "torch": torch_threads}
 
 
 def _next_batch(q: queue.Queue, stop: threading.Event, n: int, live: bool) -> tuple[list[Frame], bool]:
@@ -645,6 +659,7 @@ def resolve_predictor(
     cell: str | None = None,
     device: str = "cpu",
     reports_dir: str | Path | None = None,
+    num_threads: int | None = None,
 ) -> tuple[Predictor, CellSpec]:
     """The predictor and cell spec of a checkpoint file or an optimized artifact folder (exactly one);
     artifact `auto` is the one the latest optimize-all report under `reports_dir` recommends at batch 1."""
@@ -666,7 +681,7 @@ def resolve_predictor(
     from segopt_core.backends import ArtifactError, BackendUnavailable, load_predictor
 
     try:
-        return load_predictor(artifact), _artifact_spec(Path(artifact), cell)
+        return load_predictor(artifact, num_threads=num_threads), _artifact_spec(Path(artifact), cell)
     except (ArtifactError, BackendUnavailable) as exc:
         raise VideoError(f"artifact {artifact}: {exc}") from exc
 
