@@ -303,7 +303,10 @@ class _Run:
         try:
             while (item := _get(q, self.stop)) is not _END:
                 frame, payload = item
-                labels, raw = self.seg.smooth(frame, payload) if payload.ndim == 3 else (payload, None)
+                if payload.ndim == 3:  # per-frame policy: logits; the raw stream only feeds the metrics
+                    labels, raw = self.seg.smooth(frame, payload, raw=metrics_q is not None)
+                else:
+                    labels, raw = payload, None
                 hw = frame.image.shape[:2]
                 with stages.measure("upsample"):
                     full = _upsample(labels, hw)

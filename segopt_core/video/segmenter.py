@@ -170,16 +170,16 @@ class Segmenter:
         self.score_hw = logits.shape[2:]
         return logits
 
-    def smooth(self, frame: Frame, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-frame policy (overlay thread): (smoothed labels, raw labels) at score resolution."""
+    def smooth(self, frame: Frame, logits: np.ndarray, raw: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-frame policy (overlay thread): (smoothed labels, raw labels when asked) at score resolution."""
         with self.stages.measure("smoothing"):
-            raw = argmax_labels(logits)
             if self.smoothing.alpha == 0:
-                return raw, raw
+                labels = argmax_labels(logits)
+                return labels, labels
             resets = self.smoother.resets
             scores = self.smoother.update(logits, frame.gray)
             self.counters.smoother_resets += self.smoother.resets - resets
-            return argmax_labels(scores), raw
+            return argmax_labels(scores), argmax_labels(logits) if raw else None
 
     def step(self, frame: Frame) -> np.ndarray:
         """Keyframe policies (main thread): the frame's labels, propagated or from a model call."""
