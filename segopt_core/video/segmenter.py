@@ -3,7 +3,7 @@ keyframes with motion-compensated propagation between them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -107,7 +107,6 @@ class Counters:
     model_s: float = 0.0
     scene_cuts: int = 0
     smoother_resets: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Segmenter:

@@ -228,21 +228,17 @@ def test_summary_has_stage_times_threads_codec_and_standard_metrics(tmp_path, ti
 
 def test_sampled_and_off_metrics(tmp_path, video_file, tiny_predictor, tiny_spec):
     source = video_file(40)
-    sampled = segment_video(
-        source,
-        tiny_predictor,
-        tiny_spec,
-        VideoOutputs(tmp_path / "a.mp4"),
-        options=VideoOptions(metrics="sampled"),
+    sampled, off = (
+        segment_video(
+            source,
+            tiny_predictor,
+            tiny_spec,
+            VideoOutputs(tmp_path / f"{mode}.mp4"),
+            options=VideoOptions(metrics=mode),
+        )
+        for mode in ("sampled", "off")
     )
     assert sampled["consistency"]["raw"]["flow_pairs"] == 16  # frames 0-16 measured, the next run from 68
-    off = segment_video(
-        source,
-        tiny_predictor,
-        tiny_spec,
-        VideoOutputs(tmp_path / "b.mp4"),
-        options=VideoOptions(metrics="off"),
-    )
     assert off["consistency"]["smoothed"]["flow_pairs"] == 0 and "metrics" not in off["stages"]
     assert VideoOptions().metrics_mode(300) == "full" and VideoOptions().metrics_mode(None) == "sampled"
     with pytest.raises(ValueError, match="full, sampled, off"):
