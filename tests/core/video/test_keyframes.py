@@ -169,3 +169,16 @@ def test_batch_size_is_the_cheapest_measured_per_image():
         sizer.record(size, seconds)
     assert sizer.chosen == 2 and sizer.summary()["per_image_ms"] == {"1": 100.0, "2": 80.0, "4": 150.0}
     assert BatchSizer(fixed=None, live=True).next_size() == 1 and BatchSizer(3, False).next_size() == 3
+
+
+def test_a_frame_size_change_resets_the_keyframe_scores():
+    texture, labels = _world((64, 96))
+    propagator = Propagator(KeyframePolicy(every=8), SmoothingOptions(alpha=0.6))
+    propagator.keyframe(_one_hot_logits(labels, 4), texture, propagator.propagate(texture, False))
+    small = cv2.resize(texture, (48, 32))
+    outcome = propagator.propagate(small, scene_cut=False)
+    assert outcome.reason == "start" and outcome.flow is None  # no history is blended across the change
+    scores, _ = propagator.keyframe(
+        _one_hot_logits(cv2.resize(labels, (48, 32), interpolation=0), 4), small, outcome
+    )
+    np.testing.assert_array_equal(scores, _one_hot_logits(cv2.resize(labels, (48, 32), interpolation=0), 4))
