@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segopt_core.errors import OptionError
-from segopt_core.video.flow import FlowError, dense_flow, outside_or_inconsistent, warp_scores
+from segopt_core.video.flow import FlowError, dense_flow, unreliable_pixels, warp_scores
 from segopt_core.video.smoothing import SmoothingOptions, argmax_labels, softmax
 
 KEYFRAME_FORMS = "'auto' or a positive integer N (1 = the model on every frame, N = every N-th frame)"
@@ -23,8 +23,9 @@ class KeyframePolicy:
 
     Any policy takes a keyframe on the first frame, on a scene cut, after a size change and when the flow
     fails. `auto` also takes one when, measured against the last keyframe at score resolution, the mean
-    motion exceeds `max_motion_px`, the share of unreliable pixels (flow leaving the frame or forward/backward
-    flow disagreeing by more than `fb_error_px`: occlusions) exceeds `max_unreliable`, or the propagated
+    motion exceeds `max_motion_px`, the share of unreliable pixels (flow leaving the frame, or forward and
+    backward flow disagreeing by more than `fb_error_px` where the warped keyframe also differs from the
+    frame by more than `gray_error`: occlusions) exceeds `max_unreliable`, or the propagated
     scores' mean top-class probability fell by more than `max_confidence_drop`; and at least every
     `max_interval` frames.
     """
@@ -32,14 +33,15 @@ class KeyframePolicy:
     every: int | None = 1
     max_interval: int = 12  # 0.4 s at 30 FPS: bounds the drift of warped scores on slow, steady motion
     max_motion_px: float = 8.0  # score-resolution pixels (1/4 of the model input): ~3.6 % of a 224 px width
-    max_unreliable: float = 0.15
+    max_unreliable: float = 0.10
     fb_error_px: float = 1.0
+    gray_error: float = 12.0  # 0..255: a disagreeing pixel counts only where the warp misses the image
     max_confidence_drop: float = 0.05
 
     def __post_init__(self) -> None:
         if self.every is not None and (isinstance(self.every, bool) or self.every < 1):
             raise OptionError(f"keyframes {self.every!r}: the valid forms are {KEYFRAME_FORMS}")
-        if self.max_interval < 1 or min(self.max_motion_px, self.fb_error_px) <= 0:
+        if self.max_interval < 1 or min(self.max_motion_px, self.fb_error_px, self.gray_error) <= 0:
             raise OptionError("keyframe policy: max_interval must be >= 1 and the pixel thresholds > 0")
         if not (0 < self.max_unreliable <= 1 and 0 < self.max_confidence_drop <= 1):
             raise OptionError("keyframe policy: max_unreliable and max_confidence_drop must be in (0, 1]")
@@ -153,7 +155,9 @@ class Propagator:
             back = dense_flow(self._gray, gray)
         except FlowError:
             return "flow_failed"
-        unreliable = outside_or_inconsistent(flow, back, self.policy.fb_error_px)
+        unreliable = unreliable_pixels(
+            gray, self._gray, flow, back, self.policy.fb_error_px, self.policy.gray_error
+        )
         return "occlusion" if float(unreliable.mean()) > self.policy.max_unreliable else None
 
     def keyframe(
