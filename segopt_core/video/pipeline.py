@@ -266,7 +266,8 @@ class _Run:
         self.live = options.mode == "live"
         self.metrics_mode = options.metrics_mode(src.info.n_frames)
         self.meters = _Meters(segmenter.spec.num_classes, options.tau, gt, raw=segmenter.policy.per_frame)
-        self.sizer = BatchSizer(options.batch_size, self.live)
+        # keyframe policies run the model one frame at a time: the next decision depends on the result
+        self.sizer = BatchSizer(options.batch_size if segmenter.policy.per_frame else 1, self.live)
         self.progress: Any = None
 
     # -- threads ------------------------------------------------------------------------------------------
