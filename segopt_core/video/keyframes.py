@@ -163,9 +163,12 @@ class Propagator:
     def keyframe(
         self, logits: np.ndarray, gray: np.ndarray, outcome: Propagated
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(smoothed scores, labels) of a keyframe: its logits blended with the warped previous keyframe."""
+        """(smoothed scores, labels) of a keyframe: its logits blended with the warped previous keyframe.
+
+        The previous keyframe is `gap` frames old, so its weight is α^gap: what per-frame smoothing leaves of
+        a frame that many frames back (a 12-frame-old keyframe at α = 0.6 weighs 0.2 %, not 60 %)."""
         z = softmax(logits) if self.smoothing.space == "probs" else logits
-        alpha = self.smoothing.alpha
+        alpha = self.smoothing.alpha ** (self._since + 1)
         history = self._scores is not None and outcome.flow is not None and self._scores.shape == z.shape
         scores = alpha * warp_scores(self._scores, outcome.flow) + (1 - alpha) * z if history and alpha else z
         self.reasons[outcome.reason or "start"] += 1
