@@ -32,7 +32,9 @@ class KeyframePolicy:
     """
 
     every: int | None = 1
-    max_interval: int = 12  # 0.4 s at 30 FPS: bounds the drift of warped scores on slow, steady motion
+    # measured on the 720p synthetic clip (B0 at 512x896): 12 -> model on 10 % of frames, 94.8 % of per-frame
+    # mIoU; 4 -> 27 %, 99.2 % (the target is >= 99 %). Warped scores drift on the clip's fast objects.
+    max_interval: int = 4
     max_motion_px: float = 8.0  # score-resolution pixels (1/4 of the model input): ~3.6 % of a 224 px width
     max_unreliable: float = 0.10
     fb_error_px: float = 1.0
@@ -95,6 +97,12 @@ def _sample(field: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """A 2-channel flow field sampled at x + flow(x) (bilinear, edges clamped): for chaining flows."""
     map_x, map_y = sample_maps(flow)
     return cv2.remap(field, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _better(gray: np.ndarray, gray_to: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel, the flow (gray → gray_to) of a and b whose warp of gray_to matches gray better."""
+    residual = [cv2.absdiff(cv2.remap(gray_to, *sample_maps(f), cv2.INTER_LINEAR), gray) for f in (a, b)]
+    return np.where((residual[0] <= residual[1])[..., None], a, b)
 
 
 def top_channels(scores: np.ndarray) -> np.ndarray:
@@ -165,13 +173,17 @@ class Propagator:
         return Propagated(labels=self._channels[argmax_labels(warped)].astype(np.uint8), flow=to_key)
 
     def _chain(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(flow this frame → keyframe, flow keyframe → this frame (auto only)), through the last frame."""
+        """(flow this frame → keyframe, flow keyframe → this frame (auto only)), per pixel the better of the
+        flow chained through the last frame and the direct one (lower warp residual): chaining follows fast
+        objects, the direct flow does not accumulate error (on the 720p clip: 95.9 % vs 93.7 % of per-frame
+        mIoU at ≤ 12-frame gaps, but 97.7 % vs 99.98 % at 4)."""
         step = dense_flow(gray, self._last_gray)  # this frame → the last one
-        to_key = step + _sample(self._to_key, step)
+        to_key = _better(gray, self._gray, step + _sample(self._to_key, step), dense_flow(gray, self._gray))
         if not self.policy.auto:
             return to_key, None
         back = dense_flow(self._last_gray, gray)  # the last frame → this one
-        return to_key, self._from_key + _sample(back, self._from_key)
+        chained = self._from_key + _sample(back, self._from_key)
+        return to_key, _better(self._gray, gray, chained, dense_flow(self._gray, gray))
 
     def _auto_reason(self, gray: np.ndarray, to_key: np.ndarray, from_key: np.ndarray) -> str | None:
         if float(np.linalg.norm(to_key, axis=2).mean()) > self.policy.max_motion_px:
