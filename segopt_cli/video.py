@@ -37,7 +37,7 @@ def video(
     keyframes: str = typer.Option(
         "1",
         help="Model on every frame (1), every N-th frame (N), or 'auto' (scene cuts, motion, occlusion, "
-        "confidence drops; at least every 12 frames); scores are warped with optical flow in between.",
+        "confidence drops; at least every 4 frames); scores are warped with optical flow in between.",
     ),
     metrics: str = typer.Option(
         "auto", help="Consistency metrics: full | sampled | off | auto (full up to 300 frames, else sampled)."
