@@ -65,7 +65,7 @@ def run_row(video, predictor, spec, out_dir: Path, alpha: float, motion: bool, a
         spec,
         VideoOutputs(out_dir / f"{tag}.mp4", summary=out_dir / f"{tag}.json"),
         SmoothingOptions(alpha=alpha, space=args.smooth, motion_aware=motion),
-        options=VideoOptions(batch_size=args.batch_size, input_short=args.input_short),
+        options=VideoOptions(batch_size=args.batch_size, input_short=args.input_short, metrics="full"),
         gt_masks=video.masks_dir,
     )
     raw, smooth, perf = (
@@ -80,6 +80,10 @@ def run_row(video, predictor, spec, out_dir: Path, alpha: float, motion: bool, a
         "static_persistence": smooth["static_persistence"],
         "flow_tc_raw": raw["flow_tc"],
         "flow_tc": smooth["flow_tc"],
+        "etc_tc_raw": raw["etc_tc"],
+        "etc_tc": smooth["etc_tc"],
+        "vc_8_raw": raw["vc_8"],
+        "vc_8": smooth["vc_8"],
         "miou_raw": raw["miou_gt"],
         "miou": smooth["miou_gt"],
         "fps_end_to_end": perf["fps_end_to_end"],

@@ -50,7 +50,8 @@ def demo_command(
     ]:
         typer.echo(f"  {label:<24} {result[key]}")
     typer.echo(f"  {'validation mIoU (fp32)':<24} {percent(result['best_val_miou'])}")
-    typer.echo(f"  {'video speed':<24} {fps_line(result)}")
+    typer.echo(f"  {'video speed (auto)':<24} {fps_line(result)}")
+    typer.echo(f"  {'video keyframes auto':<24} {result.get('video_accuracy')}")
     mlflow_ui = ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1"
     prefect_ui = ".venv/bin/prefect server start --host 127.0.0.1  (then open http://127.0.0.1:4200)"
     typer.echo(f"\nCompare runs in MLflow:   {mlflow_ui}")

@@ -14,7 +14,11 @@ def video(
     input: str = typer.Argument(..., help="Video file, image folder/glob, camera index (0) or stream URL."),
     out: Path = typer.Option(..., "--out", help="Overlay video to write (.mp4, .avi)."),
     checkpoint: Path | None = typer.Option(None, help="SegFormer checkpoint (any format segopt reads)."),
-    artifact: Path | None = typer.Option(None, help="Optimized artifact folder (from `segopt optimize`)."),
+    artifact: Path | None = typer.Option(
+        None,
+        help="Optimized artifact folder (from `segopt optimize`), or 'auto': the one the latest optimize-all "
+        "report recommends for the cell (--cell) at batch 1.",
+    ),
     cell: str | None = typer.Option(
         None, help="Matrix cell when it cannot be inferred (e.g. b0-512-ade20k)."
     ),
@@ -27,7 +31,17 @@ def video(
         30.0, help="Scene-cut threshold: mean |Δgray| (0..255) that resets smoothing."
     ),
     mode: str = typer.Option("offline", help="'offline' (every frame) or 'live' (drop frames when behind)."),
-    batch_size: int = typer.Option(4, help="Frames per inference batch."),
+    batch_size: str = typer.Option(
+        "auto", help="Frames per inference batch, or 'auto' (picked from measured per-image cost)."
+    ),
+    keyframes: str = typer.Option(
+        "1",
+        help="Model on every frame (1), every N-th frame (N), or 'auto' (scene cuts, motion, occlusion, "
+        "confidence drops; at least every 4 frames); scores are warped with optical flow in between.",
+    ),
+    metrics: str = typer.Option(
+        "auto", help="Consistency metrics: full | sampled | off | auto (full up to 300 frames, else sampled)."
+    ),
     input_short: int | None = typer.Option(None, help="Model input short side (default: the cell's crop)."),
     input_size: str | None = typer.Option(None, help="Fixed model input HxW (static-shape artifacts)."),
     opacity: float = typer.Option(0.5, help="Mask opacity over the frame, 0..1."),
@@ -50,16 +64,20 @@ def video(
         open_source,
         segment_video,
     )
-    from segopt_core.video.pipeline import resolve_predictor
+    from segopt_core.video.keyframes import parse_keyframes
+    from segopt_core.video.pipeline import model_threads, resolve_predictor
 
     summary = summary or out.with_suffix(".json")
     try:
+        policy = parse_keyframes(keyframes)
         smoothing = SmoothingOptions(
             alpha=alpha, space=smooth, scene_cut_threshold=scene_cut, motion_aware=motion_aware
         )
         options = VideoOptions(
             mode=mode,
-            batch_size=batch_size,
+            batch_size=_batch_size(batch_size),
+            keyframes=policy,
+            metrics=metrics,
             input_short=input_short,
             input_hw=parse_size(input_size, "--input-size") if input_size else None,
             progress=True,
@@ -69,7 +87,9 @@ def video(
             raise VideoError("pass exactly one of --checkpoint PATH or --artifact DIR")
         source = open_source(input, fps=fps)
         try:
-            predictor, spec = resolve_predictor(checkpoint, artifact, cell, device)
+            predictor, spec = resolve_predictor(
+                checkpoint, artifact, cell, device, num_threads=model_threads(policy)
+            )
         except BaseException:
             source.close()
             raise
@@ -86,10 +106,18 @@ def video(
     except (VideoError, ValueError, KeyError) as exc:
         fail(str(exc).strip("'\""))
         return
-    typer.echo(
-        json.dumps({"performance": result["performance"], "consistency": result["consistency"]}, indent=2)
-    )
+    shown = {key: result[key] for key in ("performance", "keyframes", "stages", "consistency")}
+    typer.echo(json.dumps(shown, indent=2))
     typer.echo(f"wrote {out} ({result['frames']['written']} frames) and {summary}")
+
+
+def _batch_size(text: str) -> int | None:
+    """'auto' -> None (measured); a positive integer as is; one `error:` line otherwise."""
+    if text.strip().lower() == "auto":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        fail(f"--batch-size {text}: the valid forms are 'auto' or a positive integer")
+    return int(text)
 
 
 def register(app: typer.Typer) -> None:

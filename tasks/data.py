@@ -16,7 +16,9 @@ def synth_dataset_task(out: str, layout: str, n_train: int, n_val: int, size: in
 
 
 @task(name="synth-video", task_run_name="synth-video")
-def synth_video_task(out: str, n_frames: int, size: int, fps: float, seed: int) -> SynthVideo:
-    """Write a synthetic clip with per-frame ground-truth masks and a scene cut."""
+def synth_video_task(
+    out: str, n_frames: int, size: int, fps: float, seed: int, width: int | None = None, pan: int = 0
+) -> SynthVideo:
+    """Write a synthetic clip (size x width, square by default) with ground-truth masks and a scene cut."""
     path = Path(out)
-    return synth_video(path, n_frames=n_frames, size=(size, size), fps=fps, seed=seed)
+    return synth_video(path, n_frames=n_frames, size=(size, width or size), fps=fps, seed=seed, pan=pan)

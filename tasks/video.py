@@ -7,7 +7,8 @@ from typing import Any
 from prefect import task
 
 from segopt_core.video import OverlayStyle, SmoothingOptions, VideoOptions, VideoOutputs, segment_video
-from segopt_core.video.pipeline import resolve_predictor
+from segopt_core.video.pipeline import model_threads, resolve_predictor
+from segopt_core.video.stages import stage_line
 from tasks.logs import run_logger
 
 
@@ -25,7 +26,8 @@ def segment_video_task(
 ) -> dict[str, Any]:
     """Segment one video source; returns the JSON summary (also written to outputs.summary)."""
     logger = run_logger("video")
-    predictor, spec = resolve_predictor(checkpoint, artifact, cell)
+    policy = (options or VideoOptions()).keyframes
+    predictor, spec = resolve_predictor(checkpoint, artifact, cell, num_threads=model_threads(policy))
     summary = segment_video(
         source,
         predictor,
@@ -39,11 +41,13 @@ def segment_video_task(
     )
     perf = summary["performance"]
     logger.info(
-        "%s: %d frames, %.1f fps end-to-end (model %.1f fps), %d dropped",
+        "%s: %d frames (%d keyframes), %.1f fps end-to-end (model %.1f fps), %d dropped; stages %s",
         source,
         summary["frames"]["written"],
+        summary["frames"]["keyframes"],
         perf["fps_end_to_end"] or 0.0,
         perf["fps_model"] or 0.0,
         summary["frames"]["dropped"],
+        stage_line(summary["stages"]),
     )
     return summary

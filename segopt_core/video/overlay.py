@@ -83,10 +83,19 @@ def draw_legend(image: np.ndarray, labels: np.ndarray, style: LabelStyle, max_en
 
 
 def render(
-    frame: np.ndarray, labels: np.ndarray, labels_style: LabelStyle, style: OverlayStyle
+    frame: np.ndarray,
+    labels: np.ndarray,
+    labels_style: LabelStyle,
+    style: OverlayStyle,
+    color: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The overlay output frame (RGB): mask blended over the frame, legend, optionally beside the original."""
-    out = blend(frame, colorize(labels, labels_style.lut()), style.opacity)
+    """The overlay output frame (RGB): mask blended over the frame, legend, optionally beside the original.
+
+    `color` is the colourized label map when the caller has it already (the video pipeline colourizes at
+    score resolution and upsamples: the same pixels, a fraction of the LUT work).
+    """
+    color = colorize(labels, labels_style.lut()) if color is None else color
+    out = blend(frame, color, style.opacity)
     if style.legend:
         draw_legend(out, labels, labels_style, style.legend_max_entries)
     return np.hstack([frame, out]) if style.side_by_side else out

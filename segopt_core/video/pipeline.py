@@ -1,14 +1,16 @@
-"""Video pipeline: reader thread → batched inference → smoothing → overlay/writer thread, bounded queues."""
+"""Video pipeline: reader (decode, resize) → main (model, propagation) → overlay → encoder threads, and a
+metrics thread off the critical path; bounded queues between them."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import resource
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,39 +18,61 @@ from typing import Any
 import cv2
 import numpy as np
 
-from segopt_core.data.preprocess import preprocess
 from segopt_core.predictor import Predictor
 from segopt_core.variants import CellSpec
+from segopt_core.video.flow import FLOW_METHOD, FlowError, dense_flow
+from segopt_core.video.keyframes import KeyframePolicy
 from segopt_core.video.metrics import ConsistencyMeter, still_pixels
 from segopt_core.video.overlay import LabelStyle, OverlayStyle, colorize, render
-from segopt_core.video.smoothing import SmoothingOptions, TemporalSmoother, dense_flow
+from segopt_core.video.segmenter import (
+    BatchSizer,
+    Frame,
+    Segmenter,
+    model_input_size,
+    prepare_batch,
+    small_gray,
+)
+from segopt_core.video.smoothing import SmoothingOptions
 from segopt_core.video.sources import FrameSource, VideoError, list_images, open_source
+from segopt_core.video.stages import StageTimes
 from segopt_core.video.writer import MaskFolderWriter, VideoWriter, check_writable, write_error
+
+__all__ = [
+    "GroundTruth", "VideoOptions", "VideoOutputs", "model_input_size", "model_threads", "prepare_batch",
+    "resolve_predictor",
+    "segment_video", "small_gray", "write_summary",
+]  # fmt: skip
 
 _END = None  # queue sentinel: no more frames
 _POLL_S = 0.1  # how often blocked queue operations look at the stop flag
+METRICS_MODES = ("auto", "full", "sampled", "off")
+FULL_METRICS_MAX_FRAMES = 300  # `auto`: full metrics up to this many frames, sampled beyond (or unknown)
+SAMPLE_BLOCK = 17  # `sampled`: runs of 17 consecutive frames (16 pairs: one VC_16 window) ...
+SAMPLE_PERIOD = 4  # ... every 4th run, i.e. a quarter of the frames
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class VideoOptions:
-    """How frames flow: offline (every frame) or live (drop when behind), batch size, model input size."""
+    """How frames flow: offline (every frame) or live (drop when behind), keyframes, batch size, metrics."""
 
     mode: str = "offline"
-    batch_size: int = 4
+    batch_size: int | None = None  # None: picked from measured per-image cost (per-frame policy; live: 1)
     queue_size: int = 8  # frames per queue; bounds memory on any video length
     input_short: int | None = None  # model input short side; None = the cell's crop short side
     input_hw: tuple[int, int] | None = None  # fixed model input (h, w), for static-shape artifacts
     tau: float = 10.0  # static-region threshold: |Δgray| < τ (0..255) at score resolution
-    consistency: bool = True  # compute optical flow and consistency metrics
+    keyframes: KeyframePolicy = field(default_factory=KeyframePolicy)  # default: the model on every frame
+    model_threads: int | None = None  # torch intra-op threads for the run; None: `model_threads(keyframes)`
+    metrics: str = "auto"  # full | sampled | off | auto (full up to 300 frames, else sampled)
     progress: bool = False
     metrics_every: int = 25  # frames between on_metrics callbacks
 
     def __post_init__(self) -> None:
         if self.mode not in ("offline", "live"):
             raise ValueError(f"mode must be 'offline' or 'live', got {self.mode!r}")
-        if self.batch_size < 1 or self.queue_size < 1:
+        if (self.batch_size is not None and self.batch_size < 1) or self.queue_size < 1:
             raise ValueError(
                 f"batch_size and queue_size must be >= 1, got {self.batch_size}, {self.queue_size}"
             )
@@ -56,6 +80,14 @@ class VideoOptions:
             raise ValueError(f"input_short must be >= 32, got {self.input_short}")
         if self.tau <= 0:
             raise ValueError(f"tau must be positive, got {self.tau}")
+        if self.metrics not in METRICS_MODES:
+            raise ValueError(f"--metrics {self.metrics}: the valid values are {', '.join(METRICS_MODES)}")
+
+    def metrics_mode(self, n_frames: int | None) -> str:
+        """full, sampled or off for a source of n_frames (None: unknown, e.g. a camera)."""
+        if self.metrics != "auto":
+            return self.metrics
+        return "full" if n_frames is not None and n_frames <= FULL_METRICS_MAX_FRAMES else "sampled"
 
 
 @dataclass(frozen=True)
@@ -70,36 +102,15 @@ class VideoOutputs:
 
 @dataclass
 class _Stats:
-    """Counters shared by the three threads (each field written by one thread only)."""
+    """Counters shared by the threads (each field written by one thread only)."""
 
     read: int = 0
     dropped: int = 0
     processed: int = 0
     written: int = 0
-    model_s: float = 0.0
+    metrics_skipped: int = 0
     latencies: list[float] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
-
-
-def model_input_size(frame_hw: tuple[int, int], short: int) -> tuple[int, int]:
-    """Keep-aspect size whose short side is `short`, each side rounded to a multiple of 32 (≥ 32)."""
-    scale = short / min(frame_hw)
-    return tuple(max(32, int(round(side * scale / 32)) * 32) for side in frame_hw)  # type: ignore[return-value]
-
-
-def prepare_batch(frames: list[np.ndarray], input_hw: tuple[int, int], spec: CellSpec) -> np.ndarray:
-    """Resize RGB frames to the model input size and normalize: float32 (N, 3, h, w)."""
-    h, w = input_hw
-    resized = (
-        f if f.shape[:2] == input_hw else cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR)
-        for f in frames
-    )
-    return np.stack([preprocess(f, spec) for f in resized])
-
-
-def small_gray(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """The frame as uint8 grayscale at the score resolution (area-averaged, which also damps noise)."""
-    return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
 
 
 class GroundTruth:
@@ -161,34 +172,11 @@ def _put_dropping_oldest(q: queue.Queue, item: Any, stats: _Stats) -> None:
                 pass
 
 
-def _reader(
-    source: FrameSource,
-    prepare: Callable[[np.ndarray], np.ndarray],
-    q: queue.Queue,
-    stop: threading.Event,
-    stats: _Stats,
-    live: bool,
-) -> None:
-    """Decode and preprocess frames into the queue; a live run on a file is paced at its frame rate."""
-    pace = live and not source.info.paced
-    start = time.perf_counter()
-    try:
-        for index, frame in enumerate(source):
-            if stop.is_set():
-                break
-            if pace:
-                time.sleep(max(0.0, start + index / source.info.fps - time.perf_counter()))
-            stats.read += 1
-            t_read = time.perf_counter()
-            item = (index, frame, t_read, prepare(frame))  # preprocessing overlaps with inference
-            if live:
-                _put_dropping_oldest(q, item, stats)
-            elif not _put(q, item, stop):
-                break
-    except BaseException as exc:  # reported by the main thread after the frames done are saved
-        stats.errors.append(exc)
-    finally:
-        _put(q, _END, stop)
+def _upsample(labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label (or colour) map to the frame size."""
+    if labels.shape[:2] == hw:
+        return labels
+    return cv2.resize(labels, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
 
 
 class _Outputs:
@@ -218,120 +206,350 @@ class _Outputs:
             raise errors[0]
 
 
-def _writer(
-    q: queue.Queue,
-    outs: _Outputs,
-    labels_style: LabelStyle,
-    style: OverlayStyle,
-    stop: threading.Event,
-    stats: _Stats,
-    progress: Any,
-    postprocess: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
-) -> None:
-    """Smooth, measure, render and write frames in order until the end sentinel."""
-    lut = labels_style.lut()
-    try:
-        while (item := _get(q, stop)) is not _END:
-            (index, frame, t_read), logits = item
-            labels = postprocess(index, frame, logits)
-            outs.video.write(render(frame, labels, labels_style, style))
-            if outs.mask_video is not None:
-                outs.mask_video.write(colorize(labels, lut))
-            if outs.masks is not None:
-                outs.masks.write(index, labels)
-            stats.written += 1
-            stats.latencies.append(time.perf_counter() - t_read)
-            progress.update(1)
-    except BaseException as exc:
-        stats.errors.append(exc)
-        stop.set()
+class _Meters:
+    """The metrics thread's state: consistency of the written labels (and of the raw per-frame labels)."""
+
+    def __init__(self, num_classes: int, tau: float, gt: GroundTruth | None, raw: bool) -> None:
+        self.tau, self.gt = tau, gt
+        self.smoothed = ConsistencyMeter(num_classes)
+        self.raw = ConsistencyMeter(num_classes) if raw else None
+        self._prev_gray: np.ndarray | None = None
+
+    def update(self, frame: Frame, labels: np.ndarray, raw: np.ndarray | None, full: np.ndarray) -> None:
+        """One frame: flows to the previous measured frame, both meters, ground truth."""
+        prev, self._prev_gray = self._prev_gray, frame.gray
+        meters = [m for m in (self.smoothed, self.raw) if m is not None]
+        if frame.scene_cut or prev is None or prev.shape != frame.gray.shape:
+            for meter in meters:
+                meter.break_sequence()
+            prev = None
+        flow = forward = still = None
+        if prev is not None:
+            try:
+                flow, forward = dense_flow(frame.gray, prev), dense_flow(prev, frame.gray)
+            except FlowError:
+                flow = forward = None
+            still = still_pixels(prev, frame.gray, self.tau)
+        label = self.gt.get(frame.index, frame.image.shape[:2]) if self.gt is not None else None
+        small_gt = _upsample(label, labels.shape) if label is not None else None
+        self.smoothed.update(labels, still, flow, forward, small_gt)
+        if label is not None:
+            self.smoothed.update_gt(full, label)
+        if self.raw is not None and raw is not None:
+            self.raw.update(raw, still, flow, forward, small_gt)
+            if label is not None:
+                self.raw.update_gt(_upsample(raw, label.shape), label)
+
+    def gap(self) -> None:
+        """Frames were not measured (sampling): the next one starts a new sequence."""
+        self._prev_gray = None
 
 
-class _Segmenter:
-    """Preprocess (reader thread), batched inference (main thread), smoothing and metrics (writer thread)."""
+class _Run:
+    """One execution: reader → main (model, propagation) → overlay → encoder threads, plus metrics."""
 
     def __init__(
         self,
-        predictor: Predictor,
-        spec: CellSpec,
-        smoothing: SmoothingOptions,
+        src: FrameSource,
+        outs: _Outputs,
+        segmenter: Segmenter,
+        labels_style: LabelStyle,
+        style: OverlayStyle,
         options: VideoOptions,
         gt: GroundTruth | None,
     ) -> None:
-        self.predictor, self.spec, self.gt = predictor, spec, gt
-        self.smoothing, self.options = smoothing, options
-        self.smoother = TemporalSmoother(smoothing)
-        self.raw = ConsistencyMeter(spec.num_classes)
-        self.smoothed = ConsistencyMeter(spec.num_classes)
-        self.scene_cuts = 0
-        self.score_hw: tuple[int, int] | None = None
-        self._prev_gray: np.ndarray | None = None
+        self.src, self.outs, self.seg, self.labels_style = src, outs, segmenter, labels_style
+        self.style, self.options = style, options
+        self.stats = _Stats()
+        self.stop = threading.Event()
+        self.interrupted = False
+        self.live = options.mode == "live"
+        self.metrics_mode = options.metrics_mode(src.info.n_frames)
+        self.meters = _Meters(segmenter.spec.num_classes, options.tau, gt, raw=segmenter.policy.per_frame)
+        # keyframe policies run the model one frame at a time: the next decision depends on the result
+        self.sizer = BatchSizer(options.batch_size if segmenter.policy.per_frame else 1, self.live)
+        self.progress: Any = None
 
-    def input_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
-        """The model input size for frames of this size."""
-        if self.options.input_hw:
-            return self.options.input_hw
-        return model_input_size(frame_hw, self.options.input_short or min(self.spec.crop_size))
-
-    def prepare(self, frame: np.ndarray) -> np.ndarray:
-        """One frame resized to the model input and normalized: float32 (3, h, w)."""
-        return prepare_batch([frame], self.input_size(frame.shape[:2]), self.spec)[0]
-
-    def run_batch(self, items: list[tuple], stats: _Stats) -> list[tuple]:
-        """((index, frame, t_read), (C, h, w) logits) per frame of one input size."""
-        batch = np.stack([item[3] for item in items])
+    # -- threads ------------------------------------------------------------------------------------------
+    def _read(self, q: queue.Queue) -> None:
+        """Decode and resize frames into the queue; a live run on a file is paced at its frame rate."""
+        pace = self.live and not self.src.info.paced
         start = time.perf_counter()
         try:
-            logits = np.asarray(self.predictor(batch), dtype=np.float32)
-        except Exception as exc:
-            raise VideoError(
-                f"predictor {getattr(self.predictor, 'name', '?')}: failed on a batch of shape {batch.shape} "
-                f"({type(exc).__name__}: {exc}); for a fixed-shape artifact pass its input size "
-                "(--input-size HxW)"
-            ) from exc
-        stats.model_s += time.perf_counter() - start
-        return [(item[:3], scores) for item, scores in zip(items, logits, strict=True)]
+            frames = iter(self.src)
+            index = 0
+            while not self.stop.is_set():
+                if pace:
+                    time.sleep(max(0.0, start + index / self.src.info.fps - time.perf_counter()))
+                wall, cpu = time.perf_counter(), time.thread_time()
+                image = next(frames, None)
+                if image is None:
+                    break
+                self.seg.stages.add("decode", time.perf_counter() - wall, time.thread_time() - cpu)
+                self.stats.read += 1
+                item = self.seg.prepare(index, image, time.perf_counter())
+                index += 1
+                if self.live:
+                    _put_dropping_oldest(q, item, self.stats)
+                elif not _put(q, item, self.stop):
+                    break
+        except BaseException as exc:  # reported by the main thread after the frames done are saved
+            self.stats.errors.append(exc)
+        finally:
+            _put(q, _END, self.stop)
 
-    def postprocess(self, index: int, frame: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        """Smooth one frame's logits, update both metric streams; the frame-size label map to write."""
-        self.score_hw = logits.shape[1:]
-        gray = small_gray(frame, self.score_hw)
-        still, flow = self._pair_geometry(gray)
-        scores = self.smoother.update(logits, gray, flow if self.smoothing.motion_aware else None)
-        raw_labels = logits.argmax(0).astype(np.uint8)
-        labels = scores.argmax(0).astype(np.uint8) if self.smoothing.alpha > 0 else raw_labels
-        self.raw.update(raw_labels, still, flow)
-        self.smoothed.update(labels, still, flow)
-        full = _upsample(labels, frame.shape[:2])
-        if self.gt is not None and (label := self.gt.get(index, frame.shape[:2])) is not None:
-            self.raw.update_gt(_upsample(raw_labels, frame.shape[:2]), label)
-            self.smoothed.update_gt(full, label)
-        return full
+    def _overlay(self, q: queue.Queue, encode_q: queue.Queue, metrics_q: queue.Queue | None) -> None:
+        """Smooth (per-frame policy), upsample, render the overlay; hand frames to the encoder and metrics."""
+        stages, lut = self.seg.stages, self.labels_style.lut()
+        try:
+            while (item := _get(q, self.stop)) is not _END:
+                frame, payload = item
+                if payload.ndim == 3:  # per-frame policy: logits; the raw stream only feeds the metrics
+                    labels, raw = self.seg.smooth(frame, payload, raw=metrics_q is not None)
+                else:
+                    labels, raw = payload, None
+                hw = frame.image.shape[:2]
+                with stages.measure("upsample"):
+                    full = _upsample(labels, hw)
+                with stages.measure("overlay"):
+                    color = _upsample(colorize(labels, lut), hw)  # LUT at score resolution, then nearest
+                    out = render(frame.image, full, self.labels_style, self.style, color=color)
+                if not _put(encode_q, (frame, out, full, color), self.stop):
+                    return
+                if metrics_q is not None:
+                    self._offer_metrics(metrics_q, (frame, labels, raw, full))
+        except BaseException as exc:
+            self.stats.errors.append(exc)
+            self.stop.set()
+        finally:
+            _put(encode_q, _END, self.stop)
+            if metrics_q is not None:
+                _put(metrics_q, _END, self.stop)
 
-    def _pair_geometry(self, gray: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Static-pixel mask and flow (t → t−1) for the pair with the previous frame; None after cuts."""
-        prev, self._prev_gray = self._prev_gray, gray
-        if prev is None or prev.shape != gray.shape:
-            return None, None
-        if float(cv2.absdiff(prev, gray).mean()) > self.smoothing.scene_cut_threshold:
-            self.scene_cuts += 1
-            self.raw.break_sequence()
-            self.smoothed.break_sequence()
-            return None, None
-        need_flow = self.options.consistency or self.smoothing.motion_aware
-        flow = dense_flow(gray, prev) if need_flow else None
-        still = still_pixels(prev, gray, self.options.tau) if self.options.consistency else None
-        return still, flow
+    def _offer_metrics(self, q: queue.Queue, item: tuple) -> None:
+        """Offline: every measured frame is queued; live: skipped (counted) rather than slowing the video."""
+        if self.live:
+            try:
+                q.put_nowait(item)
+            except queue.Full:
+                self.stats.metrics_skipped += 1
+        else:
+            _put(q, item, self.stop)
+
+    def _encode(self, q: queue.Queue) -> None:
+        """Write frames in order until the end sentinel; latency is arrival → overlay written."""
+        try:
+            while (item := _get(q, self.stop)) is not _END:
+                frame, out, full, color = item
+                with self.seg.stages.measure("encode"):
+                    self.outs.video.write(out)
+                    if self.outs.mask_video is not None:
+                        self.outs.mask_video.write(color)
+                    if self.outs.masks is not None:
+                        self.outs.masks.write(frame.index, full)
+                self.stats.written += 1
+                self.stats.latencies.append(time.perf_counter() - frame.arrival)
+                self.progress.update(1)
+                if self.stats.written % 10 == 0:
+                    self.progress.set_postfix_str(self.seg.stages.progress_line(), refresh=False)
+        except BaseException as exc:
+            self.stats.errors.append(exc)
+            self.stop.set()
+
+    def _measure(self, q: queue.Queue) -> None:
+        """Consistency metrics (full, or sampled runs of frames), off the frames' critical path."""
+        try:
+            while (item := _get(q, self.stop)) is not _END:
+                frame = item[0]
+                if self.metrics_mode == "sampled" and (frame.index // SAMPLE_BLOCK) % SAMPLE_PERIOD:
+                    self.meters.gap()
+                    continue
+                with self.seg.stages.measure("metrics"):
+                    self.meters.update(*item)
+        except BaseException as exc:
+            self.stats.errors.append(exc)
+            self.stop.set()
+
+    # -- main thread --------------------------------------------------------------------------------------
+    def execute(self, on_metrics: Callable[[int, dict], None] | None) -> dict[str, Any]:
+        """Run to the end of the source (or the first error) and summarize."""
+        from tqdm.auto import tqdm
+
+        size = self.options.queue_size
+        in_q, out_q, encode_q = queue.Queue(size), queue.Queue(size), queue.Queue(size)
+        metrics_q = queue.Queue(4 * size) if self.metrics_mode != "off" else None
+        self.progress = tqdm(
+            total=self.src.info.n_frames, disable=not self.options.progress, unit="frame", desc="video"
+        )
+        import torch
+
+        cv_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
+        cv2.setNumThreads(1)  # parallelism comes from the pipeline's threads, not from each OpenCV call
+        self.torch_threads = self.options.model_threads or model_threads(self.seg.policy)
+        torch.set_num_threads(self.torch_threads)
+        rss_start = _rss_mb()
+        start = time.perf_counter()
+        threads = [
+            threading.Thread(target=self._read, args=(in_q,), daemon=True),
+            threading.Thread(target=self._overlay, args=(out_q, encode_q, metrics_q), daemon=True),
+            threading.Thread(target=self._encode, args=(encode_q,), daemon=True),
+        ]
+        if metrics_q is not None:
+            threads.append(threading.Thread(target=self._measure, args=(metrics_q,), daemon=True))
+        for thread in threads:
+            thread.start()
+        try:
+            self._infer(in_q, out_q, on_metrics, start)
+        except KeyboardInterrupt:  # Ctrl-C is how a live camera run ends: a clean stop, not an error
+            self.interrupted = True
+        except BaseException as exc:  # the writer still drains what is queued, so those frames are saved
+            self.stats.errors.append(exc)
+        finally:
+            _put(out_q, _END, self.stop)
+            for thread in threads[1:]:
+                thread.join()
+            self.stop.set()  # unblocks a reader waiting on a full queue
+            threads[0].join()
+            wall_s = time.perf_counter() - start
+            try:
+                self.outs.close()
+            except Exception as exc:  # e.g. the disk filled up: reported in the summary like other errors
+                self.stats.errors.append(exc)
+            self.src.close()
+            self.progress.close()
+            cv2.setNumThreads(cv_threads)
+            torch.set_num_threads(torch_threads)
+        return self._summary(wall_s, rss_start)
+
+    def _infer(
+        self,
+        in_q: queue.Queue,
+        out_q: queue.Queue,
+        on_metrics: Callable[[int, dict], None] | None,
+        start: float,
+    ) -> None:
+        results = self._per_frame(in_q) if self.seg.policy.per_frame else self._keyframes(in_q)
+        for result in results:
+            if not _put(out_q, result, self.stop):
+                return
+            self.stats.processed += 1
+            if on_metrics and self.stats.processed % self.options.metrics_every == 0:
+                on_metrics(self.stats.processed, self._progress_metrics(start))
+
+    def _per_frame(self, in_q: queue.Queue) -> Iterator[tuple[Frame, np.ndarray]]:
+        """Batched model calls on every frame: (frame, logits); the overlay thread smooths them."""
+        ended = False
+        while not ended and not self.stop.is_set():
+            items, ended = _next_batch(in_q, self.stop, self.sizer.next_size(), self.live)
+            for run in _split_by_size(items):
+                for frame in run:
+                    self.seg.mark_scene_cut(frame)
+                yield from zip(run, self._predict_run(run), strict=True)
+
+    def _predict_run(self, run: list[Frame]) -> np.ndarray:
+        batch = np.stack([frame.model_input for frame in run])
+        started = time.perf_counter()
+        try:
+            logits = self.seg.predict(batch)
+        except VideoError:
+            if len(run) == 1 or self.sizer.fixed:
+                raise
+            self.sizer.failed()  # a trial size the artifact refuses: one frame at a time from now on
+            return np.concatenate([self.seg.predict(batch[i : i + 1]) for i in range(len(run))])
+        self.sizer.record(len(run), time.perf_counter() - started)
+        return logits
+
+    def _keyframes(self, in_q: queue.Queue) -> Iterator[tuple[Frame, np.ndarray]]:
+        """One frame at a time: propagated labels, or a keyframe's model call: (frame, labels)."""
+        while (frame := _get(in_q, self.stop)) is not _END:
+            self.seg.mark_scene_cut(frame)
+            yield frame, self.seg.step(frame)
+
+    def _progress_metrics(self, start: float) -> dict[str, float]:
+        elapsed = time.perf_counter() - start
+        return {
+            "fps_end_to_end": self.stats.processed / elapsed if elapsed else 0.0,
+            "frames_dropped": float(self.stats.dropped),
+            "keyframes": float(self.seg.counters.model_frames),
+        }
+
+    def _summary(self, wall_s: float, rss_start: float) -> dict[str, Any]:
+        stats, info, seg, counters = self.stats, self.src.info, self.seg, self.seg.counters
+        latencies = np.asarray(stats.latencies) * 1000
+        warnings = []
+        if info.n_frames and stats.read < info.n_frames and not (stats.errors or self.interrupted):
+            warnings.append(
+                f"source reported {info.n_frames} frames but only {stats.read} could be decoded "
+                "(truncated file?)"
+            )
+        if self.src.stop_reason:
+            warnings.append(self.src.stop_reason)
+        if self.interrupted:
+            warnings.append(f"interrupted by the user after {stats.written} frames")
+        error = _describe(stats.errors[0]) if stats.errors else None
+        keyframes = seg.propagator.summary() if not seg.policy.per_frame else {
+            "policy": "1", "keyframes": counters.model_frames, "propagated": 0, "reasons": {}
+        }  # fmt: skip
+        return {
+            "source": asdict(info),
+            "frames": {
+                "read": stats.read,
+                "processed": stats.processed,
+                "dropped": stats.dropped,
+                "written": stats.written,
+                "expected": info.n_frames,
+                "scene_cuts": counters.scene_cuts,
+                "smoother_resets": counters.smoother_resets,
+                "keyframes": keyframes["keyframes"],
+                "flow_failures": keyframes["reasons"].get("flow_failed", 0),
+            },
+            "keyframes": keyframes,
+            "performance": {
+                "wall_s": round(wall_s, 3),
+                "model_s": round(counters.model_s, 3),
+                "fps_end_to_end": round(stats.written / wall_s, 2) if wall_s else None,
+                "fps_model": round(counters.model_frames / counters.model_s, 2) if counters.model_s else None,
+                "latency_ms_median": _percentile(latencies, 50),
+                "latency_ms_p99": _percentile(latencies, 99),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "rss_growth_mb": round(_rss_mb() - rss_start, 1),
+                **self.sizer.summary(),
+                "threads": _thread_plan(self.src, self.torch_threads),
+                "codec": self.outs.video.fourcc if self.outs.video is not None else None,
+            },
+            "stages": seg.stages.summary(),
+            "consistency": {
+                "tau": self.options.tau,
+                "score_hw": list(seg.score_hw) if seg.score_hw else None,
+                "flow_method": FLOW_METHOD,
+                "metrics": self.metrics_mode,
+                "metrics_skipped": stats.metrics_skipped,
+                "raw": self.meters.raw.summary() if self.meters.raw is not None else None,
+                "smoothed": self.meters.smoothed.summary(),
+            },
+            "warnings": warnings,
+            "error": error,
+        }
 
 
-def _upsample(labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label map to the frame size."""
-    if labels.shape == hw:
-        return labels
-    return cv2.resize(labels, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
+def model_threads(policy: KeyframePolicy) -> int:
+    """Threads for the model: every core when it runs on every frame (it is the bottleneck), one core less
+    with keyframes, where decode, overlay and encode run beside it and OpenMP threads fighting them for the
+    cores stall at every op."""
+    cores = os.cpu_count() or 1
+    return cores if policy.per_frame else max(1, cores - 1)
 
 
-def _next_batch(q: queue.Queue, stop: threading.Event, n: int, live: bool) -> tuple[list[tuple], bool]:
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values.size else None
+
+
+def _thread_plan(src: FrameSource, torch_threads: int) -> dict[str, int | None]:
+    """How many threads each library was given during the run."""
+    return {"opencv_per_call": 1, "decode": src.decode_threads, "torch": torch_threads}
+
+
+def _next_batch(q: queue.Queue, stop: threading.Event, n: int, live: bool) -> tuple[list[Frame], bool]:
     """Up to n queued frames of one size, and whether the stream ended; live mode never waits for more."""
     first = _get(q, stop)
     if first is _END:
@@ -350,11 +568,11 @@ def _next_batch(q: queue.Queue, stop: threading.Event, n: int, live: bool) -> tu
     return items, False
 
 
-def _split_by_size(items: list[tuple]) -> list[list[tuple]]:
+def _split_by_size(items: list[Frame]) -> list[list[Frame]]:
     """Consecutive runs of frames with the same model input size (image sequences may change size)."""
-    runs: list[list[tuple]] = []
+    runs: list[list[Frame]] = []
     for item in items:
-        if runs and runs[-1][-1][3].shape == item[3].shape:
+        if runs and runs[-1][-1].model_input.shape == item.model_input.shape:
             runs[-1].append(item)
         else:
             runs.append([item])
@@ -387,10 +605,18 @@ def segment_video(
     except BaseException:
         src.close()
         raise
-    run = _Run(src, outs, _Segmenter(predictor, spec, smoothing, options, gt), LabelStyle.from_spec(spec))
-    summary = run.execute(style, options, on_metrics)
+    segmenter = Segmenter(
+        predictor, spec, smoothing, options.keyframes, options.input_hw, options.input_short, StageTimes()
+    )
+    run = _Run(src, outs, segmenter, LabelStyle.from_spec(spec), style, options, gt)
+    summary = run.execute(on_metrics)
     summary.update(
-        options={"smoothing": asdict(smoothing), "overlay": asdict(style), "pipeline": asdict(options)},
+        options={
+            "smoothing": asdict(smoothing),
+            "overlay": asdict(style),
+            "pipeline": {**asdict(options), "keyframes": options.keyframes.label},
+            "keyframe_policy": asdict(options.keyframes),
+        },
         outputs={k: (str(v) if v else None) for k, v in asdict(outputs).items()},
         predictor={"name": predictor.name, "precision": predictor.precision, "device": predictor.device},
         cell=spec.name,
@@ -421,143 +647,6 @@ def write_summary(path: Path, summary: dict[str, Any]) -> Path:
         raise write_error("summary", path, exc) from None
 
 
-class _Run:
-    """One execution: starts the reader and writer threads, runs inference, always closes the outputs."""
-
-    def __init__(
-        self, src: FrameSource, outs: _Outputs, segmenter: _Segmenter, labels_style: LabelStyle
-    ) -> None:
-        self.src, self.outs, self.segmenter, self.labels_style = src, outs, segmenter, labels_style
-        self.stats = _Stats()
-        self.stop = threading.Event()
-        self.interrupted = False
-
-    def execute(
-        self, style: OverlayStyle, options: VideoOptions, on_metrics: Callable[[int, dict], None] | None
-    ) -> dict[str, Any]:
-        """Run to the end of the source (or the first error) and summarize."""
-        from tqdm.auto import tqdm
-
-        in_q: queue.Queue = queue.Queue(options.queue_size)
-        out_q: queue.Queue = queue.Queue(options.queue_size)
-        live = options.mode == "live"
-        progress = tqdm(
-            total=self.src.info.n_frames, disable=not options.progress, unit="frame", desc="video"
-        )
-        rss_start = _rss_mb()
-        start = time.perf_counter()
-        reader = threading.Thread(
-            target=_reader,
-            args=(self.src, self.segmenter.prepare, in_q, self.stop, self.stats, live),
-            daemon=True,
-        )
-        writer = threading.Thread(
-            target=_writer,
-            args=(
-                out_q,
-                self.outs,
-                self.labels_style,
-                style,
-                self.stop,
-                self.stats,
-                progress,
-                self.segmenter.postprocess,
-            ),
-            daemon=True,
-        )
-        reader.start()
-        writer.start()
-        try:
-            self._infer(in_q, out_q, options, on_metrics, start)
-        except KeyboardInterrupt:  # Ctrl-C is how a live camera run ends: a clean stop, not an error
-            self.interrupted = True
-        except BaseException as exc:  # the writer still drains what is queued, so those frames are saved
-            self.stats.errors.append(exc)
-        finally:
-            _put(out_q, _END, self.stop)
-            writer.join()
-            self.stop.set()  # unblocks a reader waiting on a full queue
-            reader.join()
-            try:
-                self.outs.close()
-            except Exception as exc:  # e.g. the disk filled up: reported in the summary like other errors
-                self.stats.errors.append(exc)
-            self.src.close()
-            progress.close()
-        return self._summary(time.perf_counter() - start, rss_start)
-
-    def _infer(
-        self,
-        in_q: queue.Queue,
-        out_q: queue.Queue,
-        options: VideoOptions,
-        on_metrics: Callable[[int, dict], None] | None,
-        start: float,
-    ) -> None:
-        ended = False
-        while not ended and not self.stop.is_set():
-            items, ended = _next_batch(in_q, self.stop, options.batch_size, options.mode == "live")
-            for run in _split_by_size(items):
-                for result in self.segmenter.run_batch(run, self.stats):
-                    if not _put(out_q, result, self.stop):
-                        return
-                    self.stats.processed += 1
-                    if on_metrics and self.stats.processed % options.metrics_every == 0:
-                        on_metrics(self.stats.processed, self._progress_metrics(start))
-
-    def _progress_metrics(self, start: float) -> dict[str, float]:
-        elapsed = time.perf_counter() - start
-        return {
-            "fps_end_to_end": self.stats.processed / elapsed if elapsed else 0.0,
-            "frames_dropped": float(self.stats.dropped),
-        }
-
-    def _summary(self, wall_s: float, rss_start: float) -> dict[str, Any]:
-        stats, info, seg = self.stats, self.src.info, self.segmenter
-        latencies = np.asarray(stats.latencies) * 1000
-        warnings = []
-        if info.n_frames and stats.read < info.n_frames and not (stats.errors or self.interrupted):
-            warnings.append(
-                f"source reported {info.n_frames} frames but only {stats.read} could be decoded "
-                "(truncated file?)"
-            )
-        if self.src.stop_reason:
-            warnings.append(self.src.stop_reason)
-        if self.interrupted:
-            warnings.append(f"interrupted by the user after {stats.written} frames")
-        error = _describe(stats.errors[0]) if stats.errors else None
-        return {
-            "source": asdict(info),
-            "frames": {
-                "read": stats.read,
-                "processed": stats.processed,
-                "dropped": stats.dropped,
-                "written": stats.written,
-                "expected": info.n_frames,
-                "scene_cuts": seg.scene_cuts,
-                "smoother_resets": seg.smoother.resets,
-            },
-            "performance": {
-                "wall_s": round(wall_s, 3),
-                "model_s": round(stats.model_s, 3),
-                "fps_end_to_end": round(stats.written / wall_s, 2) if wall_s else None,
-                "fps_model": round(stats.processed / stats.model_s, 2) if stats.model_s else None,
-                "latency_ms_median": round(float(np.median(latencies)), 2) if latencies.size else None,
-                "latency_ms_p99": round(float(np.percentile(latencies, 99)), 2) if latencies.size else None,
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "rss_growth_mb": round(_rss_mb() - rss_start, 1),
-            },
-            "consistency": {
-                "tau": seg.options.tau,
-                "score_hw": list(seg.score_hw) if seg.score_hw else None,
-                "raw": seg.raw.summary(),
-                "smoothed": seg.smoothed.summary(),
-            },
-            "warnings": warnings,
-            "error": error,
-        }
-
-
 def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, VideoError) else f"{type(exc).__name__}: {exc}"
 
@@ -573,10 +662,20 @@ def resolve_predictor(
     artifact: str | Path | None,
     cell: str | None = None,
     device: str = "cpu",
+    reports_dir: str | Path | None = None,
+    num_threads: int | None = None,
 ) -> tuple[Predictor, CellSpec]:
-    """The predictor and cell spec of a checkpoint file or an optimized artifact folder (exactly one)."""
+    """The predictor and cell spec of a checkpoint file or an optimized artifact folder (exactly one);
+    artifact `auto` is the one the latest optimize-all report under `reports_dir` recommends at batch 1."""
     if (checkpoint is None) == (artifact is None):
         raise VideoError("pass exactly one of --checkpoint PATH or --artifact DIR")
+    if artifact is not None and str(artifact) == "auto":
+        from segopt_core.settings import load_settings
+        from segopt_core.video.recommended import recommended_artifact
+
+        artifact, variant = recommended_artifact(reports_dir or load_settings().reports_dir, cell)
+        log.info("--artifact auto: %s (%s)", artifact, variant)
+        cell = None  # the cell chose the report row; the artifact's own stored spec describes it
     if checkpoint is not None:
         from segopt_core.checkpoints import load_checkpoint
         from segopt_core.predictor import TorchPredictor
@@ -586,7 +685,7 @@ def resolve_predictor(
     from segopt_core.backends import ArtifactError, BackendUnavailable, load_predictor
 
     try:
-        return load_predictor(artifact), _artifact_spec(Path(artifact), cell)
+        return load_predictor(artifact, num_threads=num_threads), _artifact_spec(Path(artifact), cell)
     except (ArtifactError, BackendUnavailable) as exc:
         raise VideoError(f"artifact {artifact}: {exc}") from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class FrameSource:
 
     info: SourceInfo
     stop_reason: str | None = None
+    decode_threads: int | None = None  # FFmpeg decoder threads (None: the library's default)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -102,6 +104,20 @@ class FrameSource:
         self.close()
 
 
+def default_decode_threads() -> int:
+    """FFmpeg decoder threads: half the cores (one on two cores), leaving the rest to the model, the overlay
+    and the encoder, which run in their own threads at the same time."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def _capture(uri: str | int, decode_threads: int | None) -> Any:
+    """cv2.VideoCapture with the decoder's thread count set (files and streams; cameras as they come)."""
+    if decode_threads is None or isinstance(uri, int):
+        return cv2.VideoCapture(uri)
+    capture = cv2.VideoCapture(uri, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, decode_threads])
+    return capture if capture.isOpened() else cv2.VideoCapture(uri)  # a build without FFmpeg: any backend
+
+
 class CaptureSource(FrameSource):
     """A file, camera or stream read through OpenCV (FFmpeg/V4L2); streams reconnect with backoff."""
 
@@ -111,10 +127,12 @@ class CaptureSource(FrameSource):
         kind: str,
         reconnect: ReconnectPolicy | None = None,
         opener: Callable[[], Any] | None = None,
+        decode_threads: int | None = None,
     ) -> None:
         self.uri, self.kind = uri, kind
         self.reconnect = reconnect or ReconnectPolicy()
-        self._opener = opener or (lambda: cv2.VideoCapture(uri))
+        self.decode_threads = decode_threads if kind != "camera" else None
+        self._opener = opener or (lambda: _capture(uri, self.decode_threads))
         self.reconnects = 0
         self.stop_reason = None
         self._cap = self._open_or_raise()
@@ -253,13 +271,15 @@ def open_source(
     source: str | int | Path,
     fps: float | None = None,
     reconnect: ReconnectPolicy | None = None,
+    decode_threads: int | None = None,
 ) -> FrameSource:
     """Open a camera index, stream URL, image folder/glob or video file; VideoError with the fix otherwise."""
     text = str(source)
+    threads = decode_threads or default_decode_threads()
     if isinstance(source, int) or text.isdigit():
         return CaptureSource(int(text), "camera", reconnect)
     if text.lower().startswith(STREAM_SCHEMES):
-        return CaptureSource(text, "stream", reconnect)
+        return CaptureSource(text, "stream", reconnect, decode_threads=threads)
     if Path(text).is_dir() or any(ch in text for ch in "*?["):
         return ImageSequenceSource(text, fps)
     path = Path(text)
@@ -270,4 +290,4 @@ def open_source(
         )
     if path.stat().st_size == 0:
         raise VideoError(f"video {text}: the file is empty (0 bytes); re-export or re-download it")
-    return CaptureSource(text, "file", reconnect)
+    return CaptureSource(text, "file", reconnect, decode_threads=threads)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -12,8 +14,45 @@ import numpy as np
 
 from segopt_core.video.sources import VideoError
 
-# mp4v and MJPG ship with every OpenCV/FFmpeg build; H.264 encoders often do not (licensing).
+# mp4v and MJPG ship with every OpenCV/FFmpeg build; H.264 encoders often do not (licensing): MP4-family
+# outputs use H.264 (avc1) when the installed OpenCV/FFmpeg can open such a writer, mp4v otherwise.
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+H264_SUFFIXES = (".mp4", ".m4v", ".mov")
+_h264: list[bool] = []  # probed once per process
+
+
+def h264_available() -> bool:
+    """True when this OpenCV build can open an H.264 ('avc1') MP4 writer (probed once, in a temp folder)."""
+    if not _h264:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder, _quiet_stderr():
+            path = str(Path(folder) / "probe.mp4")
+            writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"avc1"), 10.0, (64, 64))
+            _h264.append(bool(writer.isOpened()))
+            writer.release()
+    return _h264[0]
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence FFmpeg's own log lines (it writes to fd 2) while probing encoders that may be missing."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def fourcc_for(path: Path) -> str | None:
+    """The codec a video output gets: avc1 (H.264) for MP4 where available, else mp4v / MJPG by suffix."""
+    suffix = path.suffix.lower()
+    if suffix in H264_SUFFIXES and h264_available():
+        return "avc1"
+    return FOURCC_BY_SUFFIX.get(suffix)
 
 
 def check_writable(path: Path, what: str = "output") -> Path:
@@ -58,7 +97,7 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
         self.path = check_writable(Path(path), "video output")
-        fourcc = FOURCC_BY_SUFFIX.get(self.path.suffix.lower())
+        fourcc = self.fourcc = fourcc_for(self.path)
         if fourcc is None:
             raise VideoError(
                 f"video output {self.path}: unsupported extension {self.path.suffix!r}; "

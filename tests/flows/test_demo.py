@@ -16,3 +16,17 @@ def test_video_fps_comes_from_the_performance_section_of_the_video_summary():
 def test_the_closing_lines_print_end_to_end_and_model_fps():
     assert fps_line({"video_fps": 24.13, "video_model_fps": 61.02}) == "24.1 FPS end-to-end, 61.0 FPS model"
     assert fps_line({}) == "– FPS end-to-end, – FPS model"
+
+
+def test_the_video_step_compares_keyframes_auto_with_per_frame_inference():
+    from flows.demo import keyframes_vs_per_frame
+
+    def summary(miou, keyframes, fps):
+        return {
+            "consistency": {"smoothed": {"miou_gt": miou}},
+            "frames": {"keyframes": keyframes, "written": 48},
+            "performance": {"fps_end_to_end": fps},
+        }
+
+    line = keyframes_vs_per_frame(summary(0.594, 9, 30.1), summary(0.6, 48, 11.2))
+    assert line == "mIoU 0.594 vs 0.6 per-frame (99.0 %), model on 9/48 frames, per-frame 11.2 FPS end-to-end"

@@ -20,10 +20,12 @@ def test_video_flow_writes_overlay_and_summary(prefect_harness, tmp_path, tiny_m
         out=str(out),
         checkpoint=str(checkpoint),
         alpha=0.6,
+        keyframes="auto",
         masks_dir=str(tmp_path / "out" / "masks"),
         gt_masks=str(video.masks_dir),
     )
     assert summary["frames"]["written"] == 12 and summary["cell"] == tiny_spec.name
+    assert summary["keyframes"]["policy"] == "auto" and summary["frames"]["keyframes"] >= 2
     assert summary["consistency"]["smoothed"]["miou_gt"] is not None
     assert json.loads(out.with_suffix(".json").read_text())["frames"] == summary["frames"]
     cap = cv2.VideoCapture(str(out))

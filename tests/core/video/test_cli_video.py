@@ -83,3 +83,49 @@ def test_cli_says_on_the_console_when_a_file_was_cut_short(tmp_path, checkpoint,
     assert result.exit_code == 0, result.output
     warning = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warning:")]
     assert warning and "only" in warning[0] and "truncated file?" in warning[0], caplog.text
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "often"])
+def test_cli_bad_keyframes_is_one_line_listing_the_valid_forms(tmp_path, video_file, checkpoint, value):
+    result = CliRunner().invoke(
+        app,
+        ["video", str(video_file(3)), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o.mp4"),
+         "--keyframes", value],
+    )  # fmt: skip
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output
+    assert f"--keyframes {value}: the valid forms are 'auto' or a positive integer N" in lines[0]
+
+
+def _report(root, cell: str, artifact: str, variant: str = "torch-fp32") -> None:
+    """A minimal optimize-all report folder: results.parquet with one accepted row at batch 1."""
+    import pandas as pd
+
+    from segopt_core.reports.recommend import COLUMNS
+
+    row = dict.fromkeys(COLUMNS)
+    row |= {"cell": cell, "checkpoint": "c", "batch_size": 1, "variant": variant, "artifact": artifact,
+            "latency_ms_median": 5.0, "status": "ok", "accepted": True}  # fmt: skip
+    folder = root / "20260101T000000Z-optimize-all-local"
+    folder.mkdir(parents=True)
+    pd.DataFrame([row]).to_parquet(folder / "results.parquet")
+
+
+def test_cli_artifact_auto_takes_the_latest_reports_recommendation(
+    tmp_path, video_file, tiny_model, tiny_spec, monkeypatch
+):
+    from segopt_core.backends import ArtifactStore, VariantOptions
+
+    monkeypatch.setenv("SEGOPT_REPORTS_DIR", str(tmp_path / "reports"))
+    args = ["video", str(video_file(4)), "--artifact", "auto", "--out", str(tmp_path / "o.mp4")]
+    missing = CliRunner().invoke(app, args)
+    assert missing.exit_code == 2 and "no optimize-all report under" in missing.output
+    artifact = ArtifactStore(tmp_path / "store").get_or_build(
+        tiny_model, VariantOptions("torch", "fp32"), spec=tiny_spec
+    )
+    _report(tmp_path / "reports", tiny_spec.name, str(artifact.path))
+    result = CliRunner().invoke(app, [*args, "--keyframes", "auto"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o.json").read_text())["cell"] == tiny_spec.name
+    other = CliRunner().invoke(app, [*args, "--cell", "b0-512-ade20k"])
+    assert other.exit_code == 2 and "no recommended variant for cell b0-512-ade20k at batch 1" in other.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from segopt_core.video.metrics import (
     ConsistencyMeter,
@@ -72,3 +73,46 @@ def test_gt_miou_accumulates_with_ignore():
     assert meter.summary()["miou_gt"] == 1.0
     meter.update_gt(np.array([[1, 1, 0]], np.uint8), label)  # class 0: 1/2, class 1: 2/3
     assert abs(meter.summary()["miou_gt"] - round((0.5 + 2 / 3) / 2, 4)) < 1e-9
+
+
+def _zero_flow(shape: tuple[int, int]) -> np.ndarray:
+    return np.zeros((*shape, 2), np.float32)
+
+
+def test_etc_tc_of_a_constant_sequence_is_1_and_of_alternating_disjoint_labelings_is_0():
+    a = np.repeat(np.array([[0, 0, 1, 1, 2, 2]], np.uint8), 4, 0)
+    b = (a + 3).astype(np.uint8)  # classes 3, 4, 5: disjoint from a's
+    constant, alternating = ConsistencyMeter(num_classes=6), ConsistencyMeter(num_classes=6)
+    for t in range(6):
+        constant.update(a, None, _zero_flow(a.shape), _zero_flow(a.shape))
+        alternating.update(a if t % 2 else b, None, _zero_flow(a.shape), _zero_flow(a.shape))
+    assert constant.summary()["etc_tc"] == 1.0 and constant.summary()["etc_pairs"] == 5
+    assert alternating.summary()["etc_tc"] == 0.0
+
+
+def test_etc_tc_accumulates_intersections_and_unions_before_averaging():
+    from segopt_core.video.metrics import EtcConsistency
+
+    etc = EtcConsistency(num_classes=2)
+    etc.add(np.array([[0, 0, 1, 1]], np.uint8), np.array([[0, 1, 1, 1]], np.uint8))  # 0: 1/2, 1: 2/3
+    etc.add(np.array([[0, 0, 0, 0]], np.uint8), np.array([[0, 0, 0, 0]], np.uint8))  # 0: 4/4
+    assert etc.value() == pytest.approx((5 / 6 + 2 / 3) / 2)  # (1+4)/(2+4) and 2/3, not a mean of pairs
+
+
+def test_vc_n_counts_windows_where_ground_truth_and_prediction_both_hold():
+    from segopt_core.video.metrics import VideoConsistency
+
+    gt = np.zeros((2, 2), np.uint8)
+    vc = VideoConsistency(3)
+    preds = [np.zeros((2, 2), np.uint8) for _ in range(4)]
+    preds[2] = np.array([[0, 0], [0, 1]], np.uint8)  # one pixel flips in frame 2: both windows see it
+    for pred in preds:
+        vc.add(gt, pred)
+    assert vc.windows == 2 and vc.value() == pytest.approx(0.75)
+    vc.break_sequence()
+    vc.add(gt, preds[0])
+    assert vc.windows == 2  # a new clip needs n frames before its first window
+    ignored = VideoConsistency(2)
+    for _ in range(3):
+        ignored.add(np.full((2, 2), 255, np.uint8), preds[0])
+    assert ignored.value() is None  # all ground truth ignored: no window counts

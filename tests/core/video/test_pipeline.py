@@ -186,3 +186,60 @@ def test_model_input_size_keeps_aspect_in_multiples_of_32():
     assert model_input_size((1080, 1920), 512) == (512, 896)
     assert model_input_size((64, 96), 64) == (64, 96)
     assert model_input_size((1081, 1919), 1024) == (1024, 1824)
+
+
+def test_live_mode_latency_stays_bounded_instead_of_queueing(tmp_path, tiny_model, tiny_spec, video_file):
+    source = video_file(40, fps=50.0)  # 50 fps file read at its own rate; the model takes > 80 ms a frame
+    slow = SlowPredictor(tiny_model, delay_s=0.08)
+    slow(np.zeros((1, 3, *SIZE), np.float32))  # warm-up outside the run: latency is about queueing
+    summary = segment_video(
+        source,
+        slow,
+        tiny_spec,
+        VideoOutputs(tmp_path / "live.mp4"),
+        options=VideoOptions(mode="live", queue_size=2, metrics="off"),
+    )
+    frames, perf = summary["frames"], summary["performance"]
+    assert frames["dropped"] > 10 and frames["processed"] + frames["dropped"] == 40
+    # queueing every frame would make the last ones wait for ~all 40 model calls; dropping keeps the wait to
+    # the frames the bounded queues hold (2 per queue) plus the call in flight
+    model_ms = summary["stages"]["model"]["p90_ms"]
+    assert perf["latency_ms_p99"] < 8 * model_ms < 40 * model_ms and perf["batch_size"] == 1
+
+
+def test_summary_has_stage_times_threads_codec_and_standard_metrics(tmp_path, tiny_predictor, tiny_spec):
+    video = synth_video(tmp_path / "s.mp4", n_frames=20, size=(64, 96), fps=10, seed=5, pan=1)
+    summary = segment_video(
+        video.path, tiny_predictor, tiny_spec, VideoOutputs(tmp_path / "o.mp4"), gt_masks=video.masks_dir
+    )
+    stages = summary["stages"]
+    for name in ("decode", "resize", "model", "smoothing", "upsample", "overlay", "encode", "metrics"):
+        assert stages[name]["frames"] == 20 and stages[name]["p90_ms"] >= stages[name]["p50_ms"] >= 0
+    assert "propagation" not in stages  # per-frame policy
+    perf = summary["performance"]
+    assert perf["codec"] in ("avc1", "mp4v") and perf["threads"]["opencv_per_call"] == 1
+    assert perf["batch_size"] in (1, 2, 4) and perf["chosen_by"] == "measured per-image cost"
+    block = summary["consistency"]
+    assert block["flow_method"] == "opencv-dis-ultrafast" and block["metrics"] == "full"
+    for stream in ("raw", "smoothed"):
+        assert 0 <= block[stream]["etc_tc"] <= 1 and block[stream]["vc_8"] is not None
+        assert block[stream]["vc_16"] is None  # two 10-frame shots: no 16-frame window spans the cut
+
+
+def test_sampled_and_off_metrics(tmp_path, video_file, tiny_predictor, tiny_spec):
+    source = video_file(24)  # frames 0-16 form the first sampled run; 17-23 are skipped
+    sampled, off = (
+        segment_video(
+            source,
+            tiny_predictor,
+            tiny_spec,
+            VideoOutputs(tmp_path / f"{mode}.mp4"),
+            options=VideoOptions(metrics=mode),
+        )
+        for mode in ("sampled", "off")
+    )
+    assert sampled["consistency"]["raw"]["flow_pairs"] == 16  # frames 0-16 measured, the next run from 68
+    assert off["consistency"]["smoothed"]["flow_pairs"] == 0 and "metrics" not in off["stages"]
+    assert VideoOptions().metrics_mode(300) == "full" and VideoOptions().metrics_mode(None) == "sampled"
+    with pytest.raises(ValueError, match="full, sampled, off"):
+        VideoOptions(metrics="some")

@@ -1,0 +1,247 @@
+#!/usr/bin/env python
+"""Real-time video on this CPU: per-frame inference vs keyframes + propagation, stage by stage.
+
+    python benchmarks/video_realtime.py                      # trains (or reuses) a B0, then the table
+    python benchmarks/video_realtime.py --checkpoint DIR     # a trained B0 of the ADE20K label space
+
+Synthetic 30 FPS clips with ground truth (camera pan, moving objects, a scene cut mid-way) at 720p and 1080p,
+B0 at 512 short side (model input 512x896), offline per-frame (`--keyframes 1`) and `auto`, and live mode on
+the 720p clip. Prints one table (end-to-end FPS, model FPS, per-stage p50 ms, mIoU vs ground truth and vs
+per-frame, ETC TC, VC_8, live drops and latency) and writes it to benchmarks/VIDEO.md under this CPU kind
+(other CPU kinds' sections are kept). Without --checkpoint it trains a B0 as the demo does (synthetic data,
+quick preset, 400 iterations at 128x128) once and reuses it from --work-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout: use this segopt, not another installed one
+
+STAGES = ("decode", "resize", "model", "propagation", "smoothing", "upsample", "overlay", "encode", "metrics")
+BACKENDS = ("openvino", "onnxruntime", "torch")  # the first available fp32 one runs the model
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--checkpoint", help="trained checkpoint (default: train or reuse one in --work-dir)")
+    parser.add_argument("--backend", default="auto", help=f"model backend, fp32 (auto: first of {BACKENDS})")
+    parser.add_argument("--sizes", default="720x1280,1080x1920", help="source sizes HxW")
+    parser.add_argument("--frames", type=int, default=60, help="frames per clip (scene cut mid-way)")
+    parser.add_argument("--policies", default="1,auto", help="keyframe policies to compare")
+    parser.add_argument("--live", default="720x1280", help="sizes also run in live mode ('' for none)")
+    parser.add_argument("--input-short", type=int, default=512, help="model input short side")
+    parser.add_argument("--work-dir", default="reports/video_realtime")
+    parser.add_argument("--markdown", default=str(REPO / "benchmarks" / "VIDEO.md"))
+    return parser.parse_args()
+
+
+def trained_checkpoint(work: Path) -> Path:
+    """A B0 trained on synthetic ADE20K-layout data as the demo trains it (reused when already there)."""
+    from segopt_core.data import synth_dataset
+    from segopt_core.train import load_config, train
+    from segopt_core.variants import get_cell
+
+    model_dir = work / "model" / "best"
+    if model_dir.is_dir():
+        return model_dir
+    data = work / "data"
+    if not data.exists():
+        synth_dataset(data, "ade20k", 240, 40, (128, 128), 0, progress=True)
+    config = load_config(None, preset_name="quick", iters=400, crop_size=128)
+    result = train(data, get_cell("b0-512-ade20k"), config, work / "model", progress=True)
+    return result.model_dir
+
+
+def predictor_for(checkpoint: Path, backend: str, work: Path, threads: int):
+    """(predictor, spec, variant) of the checkpoint built for the backend (fp32), cached in work/artifacts,
+    loaded with `threads` intra-op threads (as `segopt video` loads it for the keyframe policy)."""
+    from segopt_core.backends import ArtifactStore, VariantOptions, load_predictor
+    from segopt_core.backends.registry import get_backend
+    from segopt_core.checkpoints import load_checkpoint
+    from segopt_core.predictor import TorchPredictor
+
+    loaded = load_checkpoint(checkpoint)
+    names = BACKENDS if backend == "auto" else (backend,)
+    for name in names:
+        options = VariantOptions(name, "fp32")
+        if name == "torch":
+            return TorchPredictor(loaded.model), loaded.spec, options.slug
+        if get_backend(name).available(options) is None:
+            artifact = ArtifactStore(work / "artifacts").get_or_build(loaded, options)
+            return load_predictor(artifact.path, num_threads=threads), loaded.spec, options.slug
+    raise SystemExit(f"--backend {backend}: not available on this machine")
+
+
+def clip(work: Path, size: tuple[int, int], frames: int):
+    """A 30 FPS synthetic clip with masks (pan ~ width/480 px per frame), written once and reused."""
+    from segopt_core.data import SynthVideo, synth_video
+
+    h, w = size
+    path = work / "clips" / f"clip-{h}p-{frames}.mp4"
+    meta = path.with_suffix(".json")
+    if meta.is_file() and path.is_file():
+        info = json.loads(meta.read_text())
+        masks = path.with_name(info["masks_dir"])
+        return SynthVideo(
+            path, masks, info["n_frames"], info["fps"], tuple(info["size"]), info["scene_cut_at"]
+        )
+    return synth_video(path, frames, size, 30.0, seed=0, pan=max(1, round(w / 480)))
+
+
+def run(video, predictor, spec, work: Path, mode: str, policy: str, input_short: int) -> dict:
+    """One pass; the JSON summary."""
+    from segopt_core.video import VideoOptions, VideoOutputs, parse_keyframes, segment_video
+
+    tag = f"{video.size[0]}p-{mode}-k{policy}"
+    return segment_video(
+        video.path,
+        predictor,
+        spec,
+        VideoOutputs(work / "out" / f"{tag}.mp4", summary=work / "out" / f"{tag}.json"),
+        options=VideoOptions(
+            mode=mode, keyframes=parse_keyframes(policy), input_short=input_short, metrics="full"
+        ),
+        gt_masks=video.masks_dir,
+    )
+
+
+def row(video, mode: str, policy: str, summary: dict, per_frame_miou: float | None) -> dict:
+    """A flat row of rounded numbers."""
+    perf, frames, smoothed = summary["performance"], summary["frames"], summary["consistency"]["smoothed"]
+    miou = smoothed["miou_gt"]
+    out = {
+        "source": f"{video.size[0]}p",
+        "mode": mode,
+        "keyframes": policy,
+        "fps_end_to_end": perf["fps_end_to_end"],
+        "fps_model": perf["fps_model"],
+        "model_frames_pct": round(100 * frames["keyframes"] / max(frames["processed"], 1), 1),
+    }
+    out |= {f"{s}_ms": (summary["stages"].get(s) or {}).get("p50_ms") for s in STAGES}
+    out |= {
+        "miou_gt": miou,
+        "miou_vs_per_frame": round(miou / per_frame_miou, 4) if miou is not None and per_frame_miou else None,
+        "etc_tc": smoothed["etc_tc"],
+        "vc_8": smoothed["vc_8"],
+        "dropped_pct": round(100 * frames["dropped"] / max(frames["read"], 1), 1),
+        "latency_p50_ms": perf["latency_ms_median"],
+        "latency_p99_ms": perf["latency_ms_p99"],
+        "batch": perf["batch_size"],
+        "codec": perf["codec"],
+    }
+    return out
+
+
+def cpu_kind() -> tuple[str, str]:
+    """(CPU model, ISA class: AMX / AVX-512 / AVX2 / other) of this machine."""
+    from segopt_core.cpuinfo import read_cpuinfo
+
+    model, flags = read_cpuinfo()
+    if "amx_tile" in flags:
+        isa = "AMX"
+    elif "avx512f" in flags:
+        isa = "AVX-512 (no AMX)"
+    else:
+        isa = "AVX2" if "avx2" in flags else "no AVX2"
+    return model, isa
+
+
+def markdown_section(rows: list[dict], context: dict) -> str:
+    """This CPU kind's section of VIDEO.md."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows).to_markdown(index=False)
+    lines = [
+        f"## {context['isa']}: {context['cpu']}",
+        "",
+        f"{context['date']}, `{context['command']}`, {context['cores']} cores, model {context['variant']} "
+        f"(B0 trained on synthetic data, input {context['input']}), flow {context['flow']}, "
+        f"load average {context['load']} at the start ({context['busy']}).",
+        "",
+        table,
+        "",
+        "Stage columns are p50 ms per frame (`model` per model call; frames where a stage did not run are "
+        "not counted). `miou_vs_per_frame` is mIoU against the clip's ground truth relative to "
+        "`--keyframes 1` on the same clip and mode; `model_frames_pct` the share of frames the model ran on.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, section: str, isa: str) -> None:
+    """Replace this CPU kind's section of VIDEO.md (others kept), atomically."""
+    from segopt_core.atomic import write_text_atomic
+
+    header = (
+        "# Real-time video benchmark\n\n"
+        "Written by `benchmarks/video_realtime.py`, one section per CPU kind.\n"
+    )
+    text = path.read_text() if path.is_file() else header
+    sections = re.split(r"(?m)^(?=## )", text)
+    kept = [s for s in sections[1:] if not s.startswith(f"## {isa}:")]
+    write_text_atomic(path, "".join([sections[0].rstrip() + "\n\n", *kept, section]))
+
+
+def main() -> None:
+    args = parse_args()
+    import numpy as np
+    import pandas as pd
+
+    from segopt_core.video import FLOW_METHOD, parse_keyframes
+    from segopt_core.video.pipeline import model_threads
+    from segopt_core.video.segmenter import model_input_size
+
+    work = Path(args.work_dir)
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    checkpoint = Path(args.checkpoint) if args.checkpoint else trained_checkpoint(work)
+    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",") if s]
+    live = {tuple(int(v) for v in s.lower().split("x")) for s in args.live.split(",") if s}
+    policies = [p.strip() for p in args.policies.split(",")]
+    threads = {model_threads(parse_keyframes(p)) for p in policies}
+    loaded = {n: predictor_for(checkpoint, args.backend, work, n) for n in sorted(threads)}
+    rows = []
+    for size in sizes:
+        video = clip(work, size, args.frames)
+        for predictor, _, _ in loaded.values():  # warm-up at this input size, outside the timed runs
+            predictor(np.zeros((1, 3, *model_input_size(size, args.input_short)), np.float32))
+        for mode in ["offline"] + (["live"] if size in live else []):
+            per_frame = None
+            for policy in policies:
+                predictor, spec, variant = loaded[model_threads(parse_keyframes(policy))]
+                summary = run(video, predictor, spec, work, mode, policy, args.input_short)
+                per_frame = summary["consistency"]["smoothed"]["miou_gt"] if policy == "1" else per_frame
+                rows.append(row(video, mode, policy, summary, per_frame))
+                print(json.dumps(rows[-1]), flush=True)
+    cpu, isa = cpu_kind()
+    context = {
+        "isa": isa,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "date": dt.date.today().isoformat(),
+        "command": "python benchmarks/video_realtime.py" + "".join(f" {a}" for a in sys.argv[1:]),
+        "variant": variant,
+        "input": "x".join(map(str, model_input_size(sizes[0], args.input_short))) if sizes else "-",
+        "flow": FLOW_METHOD,
+        "load": round(load, 2),
+        "busy": "busy: other work on the machine" if load > 0.5 else "quiet",
+    }
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False))
+    write_markdown(Path(args.markdown), markdown_section(rows, context), isa)
+    print(f"wrote {args.markdown} ({isa}: {cpu}) in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
