@@ -89,7 +89,8 @@ def keyframes_vs_per_frame(auto: dict, per_frame: dict) -> str:
     ratio = f" ({100 * a / b:.1f} %)" if a is not None and b else ""
     frames = auto["frames"]
     return (
-        f"mIoU {_figure(a)} vs {_figure(b)} per-frame{ratio}, model on {frames['keyframes']}/{frames['written']} frames, "
+        f"mIoU {_figure(a)} vs {_figure(b)} per-frame{ratio}, "
+        f"model on {frames['keyframes']}/{frames['written']} frames, "
         f"per-frame {per_frame['performance']['fps_end_to_end']} FPS end-to-end"
     )
 
