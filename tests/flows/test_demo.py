@@ -29,4 +29,6 @@ def test_the_video_step_compares_keyframes_auto_with_per_frame_inference():
         }
 
     line = keyframes_vs_per_frame(summary(0.594, 9, 30.1), summary(0.6, 48, 11.2))
-    assert line == "mIoU 0.594 vs 0.600 per-frame (99.0 %), model on 9/48 frames, per-frame 11.2 FPS end-to-end"
+    assert line == (
+        "mIoU 0.594 vs 0.600 per-frame (99.0 %), model on 9/48 frames, per-frame 11.2 FPS end-to-end"
+    )
