@@ -29,7 +29,26 @@ def video_flow(
     gt_masks: str | None = None,
     summary: str | None = None,
 ) -> dict:
-    """Segment a video file, camera index, stream URL or image folder; returns the JSON summary."""
+    """Segment a video file, camera index, stream URL or image folder; returns the JSON summary.
+
+    Args:
+        source: Video file, image folder or glob, camera index (0) or stream URL (rtsp://, http://).
+        out: Overlay video to write (.mp4, .avi).
+        checkpoint: SegFormer checkpoint (any format segopt reads); give it or artifact.
+        artifact: Optimized artifact folder (from optimize / optimize-all); give it or checkpoint.
+        cell: Matrix cell when it cannot be inferred, e.g. b0-512-ade20k; empty: inferred.
+        alpha: Temporal smoothing weight in [0, 1); 0 turns it off. Default: 0.6.
+        smooth: Smooth 'logits' or 'probs' (softmax). Default: logits.
+        motion_aware: Warp previous scores with optical flow and lower alpha on motion. Default: False.
+        mode: 'offline' (every frame) or 'live' (drop frames when behind). Default: offline.
+        batch_size: Frames per inference batch. Default: 4.
+        opacity: Mask opacity over the frame, 0..1. Default: 0.5.
+        side_by_side: Write original | overlay side by side. Default: False.
+        mask_video: Also write a colour mask video here; empty: none.
+        masks_dir: Also write per-frame label PNGs here; empty: none.
+        gt_masks: Per-frame ground-truth label PNGs, to report mIoU; empty: none.
+        summary: JSON summary path; empty: next to out (.json).
+    """
     outputs = VideoOutputs(
         out=Path(out),
         mask_video=Path(mask_video) if mask_video else None,

@@ -79,7 +79,7 @@ def _names(text: str, flag: str) -> list[str]:
 def _variant_plans(backends: list[str], precisions: list[str], device: str, fold: bool) -> list[Plan]:
     """A Plan for every backend x precision asked for (combinations a backend lacks become skipped rows)."""
     from segopt_core.backends.options import BACKENDS, PRECISIONS, VariantOptions
-    from segopt_core.pipeline.jobs import check_names
+    from segopt_core.pipeline.selection import check_names
 
     check_names("backend", backends, BACKENDS)
     check_names("precision", precisions, PRECISIONS)

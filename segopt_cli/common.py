@@ -37,14 +37,13 @@ def split_list(values: str | list[str] | None) -> list[str] | None:
 
 
 def parse_batch_sizes(text: str, flag: str = "--batch-sizes") -> list[int]:
-    """'1,4,8' -> [1, 4, 8]; a one-line error unless every entry is a positive integer."""
+    """'1,4,8' -> [1, 4, 8]; a one-line error unless every entry is a batch size (benchmark.batches' rule)."""
+    from segopt_core.benchmark.batches import MAX_BATCH_SIZE, check_batch_sizes
+
     try:
-        sizes = [int(p) for p in split_list(text) or []]
+        return check_batch_sizes([int(p) for p in split_list(text) or []])
     except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        fail(f"{flag} {text!r}: expected comma-separated positive integers, e.g. 1,4,8")
-    return sizes
+        fail(f"{flag} {text!r}: expected comma-separated integers from 1 to {MAX_BATCH_SIZE}, e.g. 1,4,8")
 
 
 def parse_size(text: str, flag: str) -> tuple[int, int]:
@@ -85,14 +84,37 @@ def error_line(exc: BaseException) -> tuple[str, int]:
     return f"{type(exc).__name__}: {text} (run `segopt --debug ...` for the traceback)", FAILED_EXIT
 
 
+def usage_line(exc: Any) -> str:
+    """A click usage error (bad option value, unknown option) as one line with the command's --help."""
+    ctx = getattr(exc, "ctx", None)
+    text = " ".join(exc.format_message().split())
+    return f"{text} (see `{ctx.command_path} --help`)" if ctx is not None else text
+
+
+def _usage_or_raise(exc: Exception) -> NoReturn:
+    """One line for a usage error of typer's own click (exit code 2, has a message); re-raise the rest."""
+    if getattr(exc, "exit_code", None) == USAGE_EXIT and hasattr(exc, "format_message"):
+        fail(usage_line(exc))
+    raise exc
+
+
 class OneLineErrors(TyperGroup):
-    """The root command group: an unhandled exception becomes one line on stderr unless --debug is given."""
+    """The root command group: an unhandled exception, and a usage error click would draw as a box, become
+    one line on stderr unless --debug is given."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except typer.TyperException as exc:
+            _usage_or_raise(exc)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException):  # exits and usage errors typer reports
+        except (typer.Exit, typer.Abort):
             raise
+        except typer.TyperException as exc:
+            _usage_or_raise(exc)
         except (Exception, KeyboardInterrupt) as exc:
             if ctx.params.get("debug"):
                 raise

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from segopt_core.benchmark.batches import DEFAULT_BATCH_SIZES, check_batch_sizes
 from segopt_core.benchmark.contention import QUALITY_OK, QUALITY_SUSPECT, ContentionProbe, quality_flags
 from segopt_core.benchmark.fingerprint import machine_fingerprint
 from segopt_core.benchmark.memory import MIB, PeakMemory
@@ -28,7 +29,6 @@ from segopt_core.predictor import Predictor
 from segopt_core.variants import CellSpec
 
 SCOPES = ("model", "e2e")
-DEFAULT_BATCH_SIZES = (1, 4, 8)
 # Lower-cased fragments of the messages CUDA, ONNX Runtime and TensorRT use for allocation failures.
 _OOM_MARKERS = (
     "out of memory",
@@ -100,14 +100,6 @@ def _input_hw(shape: CellSpec | tuple[int, int]) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise BenchmarkError(f"input size must be positive, got {shape!r}")
     return h, w
-
-
-def _check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
-    """Sorted unique positive batch sizes."""
-    sizes = sorted({int(b) for b in batch_sizes})
-    if not sizes or sizes[0] < 1:
-        raise BenchmarkError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    return sizes
 
 
 def _rounded(row: dict[str, Any], digits: int = 3) -> dict[str, Any]:
@@ -240,7 +232,7 @@ def benchmark_predictor(
     if scope not in SCOPES:
         raise BenchmarkError(f"scope {scope!r} is not one of {SCOPES}")
     timing = timing or TimingConfig(warmup_iters=warmup, iters=iters)
-    sizes = _check_batch_sizes(batch_sizes)
+    sizes = check_batch_sizes(batch_sizes)
     module = _module_of(predictor, model)
     static = {
         "checkpoint_sha256": checkpoint_sha256,
@@ -349,7 +341,7 @@ def status_rows(
     rows = [
         base_row(variant, precision, device, scope, shape, b, status=status, error=error,
                  checkpoint_sha256=checkpoint_sha256)
-        for b in _check_batch_sizes(batch_sizes)
+        for b in check_batch_sizes(batch_sizes)
     ]  # fmt: skip
     for row in rows:
         _report(row, on_row)
