@@ -14,7 +14,7 @@ from flows.optimize_all import locals_of, optimize_all
 from flows.parameters import described_by
 from flows.train import train_flow
 from flows.video import video_flow
-from segopt_core.benchmark.batches import DEFAULT_BATCH_SIZES
+from segopt_core.batches import DEFAULT_BATCH_SIZES
 from segopt_core.pipeline.params import DEMO_DEFAULTS as DEFAULTS
 from segopt_core.pipeline.params import DemoParams
 from segopt_core.settings import load_settings

@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 from flows.optimize_all import benchmark_stage, locals_of, new_run_id, run_meta
 from flows.parameters import described_by, preflight
 from flows.runners import runner_from_env
-from segopt_core.benchmark.batches import DEFAULT_BATCH_SIZES
+from segopt_core.batches import DEFAULT_BATCH_SIZES
 from segopt_core.pipeline.gate import DEFAULT_MIN_MIOU_RATIO
 from segopt_core.pipeline.params import NIGHTLY_DEFAULTS as DEFAULTS
 from segopt_core.pipeline.params import NightlyParams

@@ -20,8 +20,8 @@ from prefect.runtime import flow_run
 from flows.parameters import described_by, preflight
 from flows.runners import queued_per_key, runner_from_env, settle
 from segopt_core.backends.options import VariantOptions
+from segopt_core.batches import DEFAULT_BATCH_SIZES
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
-from segopt_core.benchmark.batches import DEFAULT_BATCH_SIZES
 from segopt_core.benchmark.fingerprint import machine_summary
 from segopt_core.errors import RunFailed
 from segopt_core.pipeline.demo_zoo import default_sources, ensure_demo_zoo, is_empty

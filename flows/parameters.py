@@ -11,6 +11,7 @@ from typing import TypeVar
 from segopt_core.pipeline.params import FlowParams
 
 Fn = TypeVar("Fn", bound=Callable)
+TASK_RUNNERS = ("threads", "dask")  # where flows run mapped tasks (flows/runners.py makes them)
 
 
 def described_by(params: type[FlowParams]) -> Callable[[Fn], Fn]:
@@ -56,6 +57,4 @@ def preflight(params: FlowParams) -> None:
     Checks that need the orchestration side belong here too, so that the CLI and deployment runs share them
     (issue #23, item 2: the MLflow tracking server is probed here, `tasks.tracking.probe_tracking(uri)`).
     """
-    import torch
-
-    params.check_inputs(cuda=torch.cuda.is_available())
+    params.check_inputs()

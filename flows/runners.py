@@ -9,10 +9,10 @@ from prefect import allow_failure
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.parameters import TASK_RUNNERS
 from segopt_core.errors import OptionError
 from segopt_core.settings import load_settings
 
-TASK_RUNNERS = ("threads", "dask")
 Item = TypeVar("Item")
 
 

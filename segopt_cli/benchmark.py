@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from segopt_cli.common import fail, parse_batch_sizes, parse_size, split_list
+from segopt_cli.common import FAILED_EXIT, fail, parse_batch_sizes, parse_size, split_list
 
 Rows = list[dict[str, Any]]
 # Columns of the table printed when neither --json nor --parquet is given.
@@ -163,8 +163,10 @@ def _artifact_rows(folders: list[Path], run: Run) -> Rows:
         try:
             metadata = read_metadata(folder)
             spec = spec_from_dict(metadata["spec"])
-        except (ArtifactError, KeyError, TypeError, ValueError) as exc:
-            fail(f"--artifact {folder}: not a segopt artifact ({exc}); build one with `segopt optimize`")
+        except ArtifactError as exc:  # names the folder and what to do
+            fail(f"--artifact {exc}")
+        except (KeyError, TypeError, ValueError) as exc:
+            fail(f"--artifact {folder}: its metadata holds no usable cell spec ({exc}); rebuild the artifact")
         rows += benchmark_loader(
             functools.partial(load_predictor, folder, num_threads=run.threads),
             run.input_size or spec,
@@ -256,6 +258,8 @@ def benchmark_command(
     from segopt_core.benchmark import DeviceBusy, TimingConfig, device_lock
 
     _check_inputs(checkpoint, artifact, scope, device, input_size, images, calib_data)
+    if lock_timeout is not None and lock_timeout < 0:
+        fail(f"--lock-timeout {lock_timeout}: must be at least 0 (seconds to wait for the device)")
     try:
         timing = TimingConfig(warmup_iters=warmup, iters=iters, min_time_s=min_time)
     except ValueError as exc:
@@ -282,6 +286,16 @@ def benchmark_command(
     except DeviceBusy as exc:
         fail(str(exc))
     _emit(rows, as_json, parquet)
+    if rows and not any(row["status"] == "ok" for row in rows):  # nothing measured: the work failed
+        fail(f"no row could be measured ({_status_counts(rows)}); the reasons are above", code=FAILED_EXIT)
+
+
+def _status_counts(rows: Rows) -> str:
+    """'2 failed, 1 skipped'."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def _check_inputs(checkpoint, artifact, scope, device, input_size, images, calib_data) -> None:

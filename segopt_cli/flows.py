@@ -62,17 +62,24 @@ def _failure_code(state) -> int:
     return USAGE_EXIT if isinstance(exc, SegoptError) and isinstance(exc, ValueError) else FAILED_EXIT
 
 
-def _run(flow, params, task_runner: str | None, dask_address: str | None) -> None:
-    """Check the parameters' inputs, then run the flow with the chosen task runner (default: the settings');
-    exit 2 on bad input, 1 with the reason when the work failed."""
-    from flows.lifecycle import prepare_ad_hoc_run
-    from flows.parameters import preflight
-    from flows.runners import make_task_runner
+def _run(flow_path: str, params, task_runner: str | None, dask_address: str | None) -> None:
+    """Check the parameters' inputs, then run the flow ('module:function') with the chosen task runner
+    (default: the settings'); exit 2 on bad input, 1 with the reason when the work failed."""
+    import importlib
+
+    from flows.parameters import TASK_RUNNERS, preflight
+    from segopt_core.pipeline.selection import check_names
     from segopt_core.settings import load_settings
 
     settings = load_settings()
+    check_names("task runner", [task_runner or settings.task_runner], TASK_RUNNERS)
+    preflight(params)  # before Prefect or torch's heavier half load: the paths, the data set, the work folder
+    from flows.lifecycle import prepare_ad_hoc_run
+    from flows.runners import make_task_runner
+
+    module, name = flow_path.split(":")
+    flow = getattr(importlib.import_module(module), name)
     runner = make_task_runner(task_runner or settings.task_runner, dask_address or settings.dask_address)
-    preflight(params)  # before Prefect starts: the paths, the data set, the work folder
     prepare_ad_hoc_run(flow.name, _debug())  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
     state = flow.with_options(task_runner=runner)(**params.model_dump(), return_state=True)
     if not state.is_completed():
@@ -118,9 +125,7 @@ def optimize_all_command(
         iters=iters, min_miou_ratio=min_miou_ratio, work_dir=_text(work_dir), report_dir=_text(report_dir),
         demo_zoo_if_empty=demo_zoo, log_models=log_models,
     )  # fmt: skip
-    from flows.optimize_all import optimize_all
-
-    _run(optimize_all, params, task_runner, dask_address)
+    _run("flows.optimize_all:optimize_all", params, task_runner, dask_address)
 
 
 def nightly_benchmark_command(
@@ -153,9 +158,7 @@ def nightly_benchmark_command(
         warmup=warmup, iters=iters, window=window, threshold=threshold,
         fail_on_regression=fail_on_regression, work_dir=_text(work_dir), report_dir=_text(report_dir),
     )  # fmt: skip
-    from flows.nightly import nightly_benchmark
-
-    _run(nightly_benchmark, params, task_runner, dask_address)
+    _run("flows.nightly:nightly_benchmark", params, task_runner, dask_address)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from segopt_cli.common import fail, parse_size
+from segopt_cli.common import FAILED_EXIT, USAGE_EXIT, fail, parse_size
+from segopt_core.atomic import is_disk_full
 
 
 def video(
@@ -53,6 +54,7 @@ def video(
     from segopt_core.video.pipeline import resolve_predictor
 
     summary = summary or out.with_suffix(".json")
+    _check_options(out, summary, device)
     try:
         smoothing = SmoothingOptions(
             alpha=alpha, space=smooth, scene_cut_threshold=scene_cut, motion_aware=motion_aware
@@ -83,13 +85,26 @@ def video(
             options=options,
             gt_masks=gt_masks,
         )
-    except (VideoError, ValueError, KeyError) as exc:
-        fail(str(exc).strip("'\""))
-        return
+    except (VideoError, ValueError, KeyError) as exc:  # bad input 2; a full disk is failed work (1)
+        fail(str(exc).strip("'\""), FAILED_EXIT if is_disk_full(exc) else USAGE_EXIT)
     typer.echo(
         json.dumps({"performance": result["performance"], "consistency": result["consistency"]}, indent=2)
     )
     typer.echo(f"wrote {out} ({result['frames']['written']} frames) and {summary}")
+
+
+def _check_options(out: Path, summary: Path, device: str) -> None:
+    """One line (exit 2) for an output path that cannot be written or a device this torch lacks."""
+    import torch
+
+    from segopt_core.atomic import check_target_path
+
+    for path in (out, summary):
+        check_target_path(path)
+    if device not in ("cpu", "cuda"):
+        fail(f"--device {device!r}: must be cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda: this torch has no usable CUDA device (a CPU build, or no GPU); use --device cpu")
 
 
 def register(app: typer.Typer) -> None:

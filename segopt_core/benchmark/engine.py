@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from segopt_core.benchmark.batches import DEFAULT_BATCH_SIZES, check_batch_sizes
+from segopt_core.batches import DEFAULT_BATCH_SIZES, check_batch_sizes
 from segopt_core.benchmark.contention import QUALITY_OK, QUALITY_SUSPECT, ContentionProbe, quality_flags
 from segopt_core.benchmark.fingerprint import machine_fingerprint
 from segopt_core.benchmark.memory import MIB, PeakMemory
@@ -255,10 +255,26 @@ def benchmark_predictor(
         elif oom_at is not None:
             row.update(status="skipped", error=f"not run: batch size {oom_at} already ran out of memory")
         else:
+            compiling = _first_use_seconds(predictor)
             oom_at = _measure_into(row, call_for, batch_size, predictor.device, timing)
+            _keep_first_use_out(row, _first_use_seconds(predictor) - compiling)
         rows.append(row)
         _report(row, on_row)  # progress as each batch size ends; max_batch_ok is set once all have run
     return _finish(rows)
+
+
+def _first_use_seconds(predictor: Predictor) -> float:
+    """Seconds a predictor spent inside its calls compiling input sizes it had no code for (a torch-compile
+    artifact's packages compiled on first use); 0 for every other predictor."""
+    return float(getattr(predictor, "first_use_seconds", 0.0))
+
+
+def _keep_first_use_out(row: dict[str, Any], seconds: float) -> None:
+    """A size compiled on first use is a build step: say so in the row, and take its time (spent in the
+    first call at the new size) out of first_call_ms."""
+    row["compiled_on_first_use"] = seconds > 0
+    if seconds > 0 and row.get("first_call_ms") is not None:
+        row["first_call_ms"] = max(0.0, row["first_call_ms"] - seconds * 1e3)
 
 
 def _first_known(*values: int | None) -> int | None:

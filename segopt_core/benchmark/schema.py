@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 
 from segopt_core.errors import SegoptError
 
-SCHEMA_VERSION = 3  # 2: load and quality columns (contended rows flagged); 3: `cell` (was `model`)
+SCHEMA_VERSION = 4  # 2: load and quality columns (contended rows flagged); 3: `cell` (was `model`);
+# 4: compiled_on_first_use
 RENAMED_COLUMNS = {"model": "cell"}  # old name -> new name, for files written before the rename
 STATUSES = ("ok", "oom", "failed", "skipped")
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
@@ -54,7 +55,17 @@ _RUN = (
 )
 _TIMING = (
     Column("load_ms", "float64", "Time to load/build the predictor (loader callable), null if none given."),
-    Column("first_call_ms", "float64", "First call at this batch size (lazy init, compile, engine build)."),
+    Column(
+        "first_call_ms",
+        "float64",
+        "First call at this batch size (lazy init, session or engine set-up), without compiled_on_first_use.",
+    ),
+    Column(
+        "compiled_on_first_use",
+        "bool",
+        "A torch-compile package had no code for this input size: one was compiled, verified and added to "
+        "the artifact during the first call (its time is not in first_call_ms); null if not run.",
+    ),
     Column("warmup_iters", "int64", "Warm-up calls made (after the first call)."),
     Column("iters", "int64", "Timed calls the statistics are computed from."),
     Column("latency_ms_median", "float64", "Median latency of one call (whole batch), ms."),

@@ -3,6 +3,7 @@ a cheap check (before a run starts) that the paths hold something to discover.""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,22 +29,23 @@ def find_checkpoints(
 
 
 def check_sources(paths: Sequence[str | Path], what: str = "PATHS") -> None:
-    """OptionError when a path does not exist or no path holds a checkpoint candidate (a weights file or an
-    HF folder); reads names only, so it takes milliseconds where discovery would hash every file."""
-    from segopt_core.checkpoints.discovery import iter_candidates
+    """OptionError when a path does not exist or no path holds a weights file (an HF folder holds one too);
+    reads names only, so it takes milliseconds where discovery hashes every file."""
     from segopt_core.checkpoints.formats import WEIGHT_SUFFIXES
 
-    missing = [str(p) for p in paths if not Path(p).exists()]
+    missing = [str(p) for p in paths if not os.path.exists(p)]
     if missing:
         raise OptionError(f"{what}: no such file or folder: {', '.join(missing)}")
-    for candidate in iter_candidates(list(paths)):
-        if isinstance(candidate, Path) and (
-            candidate.is_dir() or candidate.suffix.lower() in WEIGHT_SUFFIXES
-        ):
+    for path in map(Path, paths):
+        if path.is_file() and path.suffix.lower() in WEIGHT_SUFFIXES:
             return
+        for _, dirs, files in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            if any(Path(f).suffix.lower() in WEIGHT_SUFFIXES for f in files if not f.startswith(".")):
+                return
     raise OptionError(
-        f"{what}: no checkpoint in {', '.join(map(str, paths))} (no {', '.join(WEIGHT_SUFFIXES)} file and "
-        "no Hugging Face folder); `segopt discover PATH` explains what it finds"
+        f"{what}: no checkpoint in {', '.join(map(str, paths))} (no {', '.join(WEIGHT_SUFFIXES)} file); "
+        "`segopt discover PATH` explains what it finds"
     )
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from segopt_core.atomic import check_target_path
 from segopt_core.backends.options import BACKENDS, PRECISIONS, VariantOptions
-from segopt_core.benchmark.batches import DEFAULT_BATCH_SIZES, check_batch_sizes
+from segopt_core.batches import DEFAULT_BATCH_SIZES, check_batch_sizes
 from segopt_core.errors import OptionError
 from segopt_core.pipeline.gate import DEFAULT_MIN_MIOU_RATIO, AccuracyGate
 from segopt_core.pipeline.selection import check_cell_patterns, check_names, known_slugs, select_options
@@ -28,6 +28,7 @@ class FlowParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     FLAGS: ClassVar[dict[str, str]] = {}  # field -> its CLI spelling where that is not --field-name
+    _cli: bool = PrivateAttr(False)  # built from a command line: messages name flags
 
     @classmethod
     def from_cli(cls, **values: Any) -> Self:
@@ -47,9 +48,15 @@ class FlowParams(BaseModel):
     @classmethod
     def _build(cls, values: dict[str, Any], cli: bool) -> Self:
         try:
-            return cls(**values)
+            params = cls(**values)
         except ValidationError as exc:
             raise OptionError(cls._one_line(exc.errors()[0], cli)) from None
+        params._cli = cli
+        return params
+
+    def named(self, field: str) -> str:
+        """The option as the user spelled it (see option_name)."""
+        return self.option_name(field, self._cli)
 
     @classmethod
     def _one_line(cls, error: dict[str, Any], cli: bool) -> str:
@@ -64,7 +71,7 @@ class FlowParams(BaseModel):
         message = error["msg"][0].lower() + error["msg"][1:]
         return f"{name} {error['input']!r}: {message}"
 
-    def check_inputs(self, cuda: bool = False) -> None:
+    def check_inputs(self) -> None:
         """Check the files and folders the parameters name (subclasses); OptionError / DatasetError."""
 
 
@@ -212,18 +219,20 @@ class OptimizeAllParams(BenchmarkParams):
         """The variants to build on this machine (OptionError when the filters select none)."""
         return select_options(self.backends, self.precisions, self.variants, cuda)
 
-    def check_inputs(self, cuda: bool = False) -> None:
-        """The filters select a variant, the paths hold a checkpoint, the validation set reads."""
+    def check_inputs(self) -> None:
+        """The paths hold a checkpoint, the validation set reads, the filters select a variant here."""
         from segopt_core.pipeline.demo_zoo import default_sources, is_empty
         from segopt_core.pipeline.discovery import check_sources
         from segopt_core.pipeline.stages import check_data
 
-        self.variant_options(cuda)
         paths = self.paths or default_sources(self.work())[0]
         if not (self.demo_zoo_if_empty and is_empty(paths)):
-            check_sources(paths, self.option_name("paths", cli=True) if self.paths else "default source")
+            check_sources(paths, self.named("paths") if self.paths else "default source")
         if self.data_dir is not None:
             check_data(self.data_dir, self.limit)
+        import torch  # last: the one slow import of the checks (a second or two)
+
+        self.variant_options(torch.cuda.is_available())
 
 
 class NightlyParams(BenchmarkParams):
@@ -244,17 +253,17 @@ class NightlyParams(BenchmarkParams):
     )
     fail_on_regression: bool = Field(False, description="End the run as failed when a row regressed.")
 
-    def check_inputs(self, cuda: bool = False) -> None:
+    def check_inputs(self) -> None:
         """The work folder holds optimize-all's artifact store; every variant name is known or stored."""
-        from segopt_core.backends import ArtifactStore
-
         store = self.work() / "artifacts"
         if not store.is_dir():
             raise OptionError(
-                f"{self.option_name('work_dir', cli=True)} {self.work()}: no artifact store there ({store} "
+                f"{self.named('work_dir')} {self.work()}: no artifact store there ({store} "
                 "does not exist); run optimize-all first, or point it at optimize-all's work folder"
             )
         if self.variants:
+            from segopt_core.backends import ArtifactStore
+
             stored = {artifact.metadata["slug"] for artifact in ArtifactStore(store).artifacts()}
             check_names("variant", self.variants, sorted({*known_slugs(), *stored}))
 

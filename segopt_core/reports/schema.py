@@ -16,7 +16,10 @@ import pyarrow as pa
 from segopt_core.benchmark.schema import COLUMNS as BENCHMARK_COLUMNS
 from segopt_core.benchmark.schema import Column, rename_old_columns
 
-RESULT_SCHEMA_VERSION = 3  # 2: same-round reference, accuracy_measure, stage timings; 3: `cell` (was `model`)
+RESULT_SCHEMA_VERSION = (
+    4  # 2: same-round reference, accuracy_measure, stage timings; 3: `cell` (was `model`);
+)
+# 4: the benchmark row's compiled_on_first_use (older history reads back with it null)
 
 _ORCHESTRATION = (
     Column("run_id", "string", "Report id of the flow run (also the folder name under reports/)."),

@@ -205,6 +205,13 @@ class _Outputs:
             self.close()
             raise
 
+    def discard(self) -> None:
+        """Remove what a failed run wrote besides the overlay (which its writer removed already)."""
+        if self.masks is not None:
+            self.masks.discard()
+        if self.mask_video is not None and self.mask_video.published:
+            self.mask_video.path.unlink(missing_ok=True)
+
     def close(self) -> None:
         """Close every writer; the first error (e.g. a full disk) is raised after all were closed."""
         errors = []
@@ -397,6 +404,9 @@ def segment_video(
     )
     for warning in summary["warnings"]:  # e.g. a truncated file: said on the console, not only in the JSON
         log.warning("warning: %s: %s", src.info.uri, warning)
+    if summary["error"] and not Path(outputs.out).exists():  # nothing was kept: no summary, masks either
+        outs.discard()
+        raise VideoError(summary["error"])
     if outputs.summary is not None:
         try:
             write_summary(Path(outputs.summary), summary)

@@ -138,7 +138,7 @@ def test_unpaired_files_raise_when_strict_and_are_skipped_otherwise(tmp_path) ->
     root = _folder(tmp_path, {"ok": np.zeros((2, 2), np.uint8)})
     _write(root / "images" / "lonely_image.png", _rgb())
     _write(root / "masks" / "lonely_mask.png", np.zeros((2, 2), np.uint8))
-    with pytest.raises(DatasetError, match="lonely_image.png: image without mask.*pass --no-strict"):
+    with pytest.raises(DatasetError, match="lonely_image.png: image without mask.*evaluate --no-strict"):
         open_dataset(root)
     ds = open_dataset(root, strict=False)
     assert len(ds) == 1
