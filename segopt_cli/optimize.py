@@ -97,7 +97,7 @@ def predict_command(
     import cv2
 
     from segopt_core.atomic import check_target_path, make_parents, remove_empty
-    from segopt_core.backends import load_predictor, read_metadata
+    from segopt_core.backends import ArtifactError, load_predictor, read_metadata
     from segopt_core.backends.source import spec_from_dict
     from segopt_core.data import read_image
     from segopt_core.evaluation import predict_mask
@@ -118,6 +118,8 @@ def predict_command(
             typer.echo(str(target))
     except (ValueError, RuntimeError, OSError) as err:
         remove_empty(made)  # a failure before the first mask leaves no empty --out folder
+        if isinstance(err, ArtifactError):  # the folder the user named is not a usable artifact: bad input
+            fail(str(err))
         fail_on(err)
 
 

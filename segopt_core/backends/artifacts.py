@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from segopt_core.atomic import write_json_atomic
+from segopt_core.atomic import apply_modes, write_json_atomic
 from segopt_core.backends.errors import ArtifactError, CalibrationError
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.integrity import (
@@ -241,6 +241,7 @@ class ArtifactStore:
         tmp.mkdir()
         try:
             meta = self._build_into(model, spec, sha256, options, calib, tmp)
+            apply_modes(tmp)  # the one mode policy (safetensors writes 0600)
             return Artifact(_publish(tmp, folder, replace_valid=force), meta)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

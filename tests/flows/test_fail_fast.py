@@ -185,7 +185,6 @@ FLOW_CASES = [
     ("optimize-all", {"batch_sizes": [0]}, "batch_sizes: batch sizes must be integers from 1 to 1024"),
     ("optimize-all", {"precisions": ["int8"]}, "precisions: unknown precision 'int8'"),
     ("optimize-all", {"paths": ["{tmp}/missing"]}, "paths: no such file or folder"),
-    ("optimize-all", {"batch_size": [1]}, "unknown parameter 'batch_size'"),
     ("nightly-benchmark", {"threshold": -1.0}, "threshold -1.0: input should be greater than 0"),
     ("nightly-benchmark", {"window": 0}, "window 0: input should be greater than or equal to 1"),
     ("nightly-benchmark", {"work_dir": "{tmp}/typo"}, "no artifact store there"),
