@@ -44,7 +44,7 @@ def make_inputs(root: Path, compiled: bool) -> dict[str, str]:
 
     from segopt_core.backends import ArtifactStore, VariantOptions
     from segopt_core.backends.integrity import file_record
-    from segopt_core.checkpoints import write_checkpoint
+    from segopt_core.checkpoints import init_zoo, write_checkpoint
     from segopt_core.data import synth_dataset
     from segopt_core.data.video_synth import synth_video
     from segopt_core.models import LogitsModel, build_hf_model
@@ -59,7 +59,7 @@ def make_inputs(root: Path, compiled: bool) -> dict[str, str]:
     ort19 = ArtifactStore(root / "other").get_or_build(
         city_model, VariantOptions("onnxruntime", "fp32"), spec=city
     )
-    paths = {"ckpt": ckpt, "zoo": root / "zoo", "work": root / "work", "ort": ort}
+    paths = {"ckpt": ckpt, "zoo": root / "zoo", "work": root / "work", "ort": ort, "empty": root / "empty"}
 
     def broken(name: str, change) -> None:
         folder = root / "broken" / name
@@ -94,6 +94,8 @@ def make_inputs(root: Path, compiled: bool) -> dict[str, str]:
     shutil.copytree(data, nomask)
     next(nomask.glob("**/annotations/validation/*.png")).unlink()
     clip = synth_video(root / "clip.mp4", 6, (64, 64), 12.0, 0)
+    odd_clip = synth_video(root / "odd-clip.mp4", 3, (72, 56), 12.0, 0)  # a size no package serves
+    init_zoo(root / "zoo2", ["b0-512-ade20k"], "safetensors", tiny=True)
     Image.new("L", (32, 32)).save(sorted(clip.masks_dir.glob("*.png"))[3])  # a bad mask, 4 frames in
     big = root / "big-frames"
     big.mkdir()
@@ -105,7 +107,8 @@ def make_inputs(root: Path, compiled: bool) -> dict[str, str]:
     torch.save({"version": 1, "x": _Code()}, root / "evil-run" / "state" / "latest.pt")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "x.png")
     (root / "a-folder.png").mkdir()
-    paths |= {"data": data, "nomask": nomask, "clip": clip.path, "masks": clip.masks_dir, "big": big}
+    paths |= {"data": data, "nomask": nomask, "clip": clip.path, "masks": clip.masks_dir, "big": big,
+              "odd_clip": odd_clip.path, "zoo2": root / "zoo2"}  # fmt: skip
     if compiled:
         compiled_art = store.get_or_build(model, VariantOptions("torch-compile", "fp32"), spec=spec).path
         paths |= {"compiled": compiled_art, "ro": read_only_copy(compiled_art, root / "read-only")}
@@ -166,11 +169,12 @@ CASES = [
     ("5", 2, "data synth --out {tmp}/{long}"),
     ("5", 2, "benchmark --artifact {tmp}"),
     ("6", 2, "video {clip} --checkpoint {ckpt} --out {tmp}/gt/o.mp4 --gt-masks {masks}"),
-    ("6", 2, "zoo init {zoo} --tiny --cells b0-512-ade20k --format safetensors"),
+    ("6", 2, "zoo init {zoo2} --tiny --cells b0-512-ade20k --format safetensors"),
     ("6", 2, "data synth --out {data}"),
 ]
 COMPILED_CASES = [
-    ("3", 2, "benchmark --artifact {ro} --input-size 70x50 --batch-sizes 1 --iters 1 --warmup 0 --no-lock"),
+    ("3", 2, "video {odd_clip} --artifact {ro} --out {tmp}/ro/o.mp4"),
+    ("3", 1, "benchmark --artifact {ro} --input-size 70x50 --batch-sizes 1 --iters 1 --warmup 0 --no-lock"),
     (
         "3",
         0,
@@ -236,7 +240,7 @@ def _table(root: Path, args: argparse.Namespace) -> int:
         bad["not one error line"] += expected != 0 and result["errors"] != 1
         command = shorten("segopt " + line.format(**values), values, 70)
         print(f"| {number} | {item} | `{command}` | {result['code']} ({expected}) | "
-              f"{shorten(result['line'], values, 150)} | {result['seconds']:.1f} |")  # fmt: skip
+              f"{shorten(result['line'], values, 150)} | {result['seconds']:.1f} |", flush=True)  # fmt: skip
     print("\n" + ", ".join(f"{name}: {count}" for name, count in bad.items()))
     print("(seconds are wall time of a fresh process, busy or not as the machine was)")
     return 1 if any(bad.values()) else 0

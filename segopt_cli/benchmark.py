@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from segopt_cli.common import FAILED_EXIT, fail, parse_batch_sizes, parse_size, split_list
+from segopt_core.batches import DEFAULT_BATCH_SIZES
 
 Rows = list[dict[str, Any]]
 # Columns of the table printed when neither --json nor --parquet is given.
@@ -241,7 +242,9 @@ def benchmark_command(
     device: str = typer.Option("cpu", help="cpu | cuda."),
     fold: bool = typer.Option(False, help="Fold the decode head (exact) before building."),
     calib_data: Path | None = typer.Option(None, help="Dataset folder for int8-static calibration."),
-    batch_sizes: str = typer.Option("1,4,8", help="Comma-separated batch sizes."),
+    batch_sizes: str = typer.Option(
+        ",".join(map(str, DEFAULT_BATCH_SIZES)), help="Comma-separated batch sizes."
+    ),
     scope: str = typer.Option("model", help="model (tensor in, logits out) | e2e (image file in, mask out)."),
     images: Path | None = typer.Option(None, help="e2e: folder of images (default: written samples)."),
     input_size: str | None = typer.Option(None, help="Model input HxW (default: the cell's crop size)."),

@@ -48,7 +48,7 @@ def split_list(values: str | list[str] | None) -> list[str] | None:
 
 
 def parse_batch_sizes(text: str, flag: str = "--batch-sizes") -> list[int]:
-    """'1,4,8' -> [1, 4, 8]; a one-line error unless every entry is a batch size (benchmark.batches' rule)."""
+    """'1,4,8' -> [1, 4, 8]; a one-line error unless every entry is a batch size (segopt_core.batches)."""
     from segopt_core.batches import MAX_BATCH_SIZE, check_batch_sizes
 
     try:

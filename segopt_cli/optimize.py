@@ -94,18 +94,19 @@ def predict_command(
     out: Path = typer.Option(Path("masks"), help="Output folder for the colour masks."),
 ) -> None:
     """Segment images with any artifact and write colour masks (the spec's palette) as PNGs."""
+    from segopt_core.atomic import check_target_path, make_parents, remove_empty
+
+    for path in images:  # before anything is loaded, imported or created
+        if not path.is_file():
+            fail(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such image file'}")
+    check_target_path(out, folder=True)
     import cv2
 
-    from segopt_core.atomic import check_target_path, make_parents, remove_empty
     from segopt_core.backends import ArtifactError, load_predictor, read_metadata
     from segopt_core.backends.source import spec_from_dict
     from segopt_core.data import read_image
     from segopt_core.evaluation import predict_mask
 
-    for path in images:  # before anything is loaded or created
-        if not path.is_file():
-            fail(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such image file'}")
-    check_target_path(out, folder=True)
     made = []
     try:
         predictor = load_predictor(artifact)

@@ -35,8 +35,8 @@ def is_disk_full(exc: BaseException) -> bool:
     library's own error carrying the OS message (safetensors, ONNX and PyArrow wrap it)."""
     if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
         return True
-    text = str(exc)
-    return any(os.strerror(code) in text for code in NO_SPACE_ERRNOS)
+    text = str(exc).lower()
+    return any(os.strerror(code).lower() in text for code in NO_SPACE_ERRNOS)
 
 
 def apply_modes(root: str | Path) -> None:

@@ -173,21 +173,28 @@ def load(
     try:
         model = core.read_model(str(path), str(weights))
     except RuntimeError as exc:
-        raise ArtifactError(f"{path} + {weights.name}: OpenVINO cannot read this IR ({_first_line(exc)}); "
-                            f"delete {folder} to rebuild it") from None  # fmt: skip
+        reason = _reason(exc)
+        if "bin" in reason.lower() or "weights" in reason.lower():  # the .bin, not the .xml, is wrong
+            raise ArtifactError(f"{weights}: OpenVINO cannot read the IR's weights ({reason}): truncated, or "
+                                f"not {path.name}'s; delete {folder} to rebuild it") from None  # fmt: skip
+        raise ArtifactError(
+            f"{path}: OpenVINO cannot read this IR ({reason}); delete {folder} to rebuild it"
+        ) from None
     _check_io(model, path, metadata)
     try:
         compiled = core.compile_model(model, "CPU", compile_config(options, num_threads))
     except RuntimeError as exc:
         raise ArtifactError(
-            f"{path}: OpenVINO cannot compile this IR ({_first_line(exc)}); delete {folder} to rebuild it"
+            f"{path}: OpenVINO cannot compile this IR ({_reason(exc)}); delete {folder} to rebuild it"
         ) from None
     return OpenVinoPredictor(compiled, options.slug, options.precision, "cpu")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+def _reason(exc: BaseException) -> str:
+    """OpenVINO's cause, without its "Exception from <file>" and "Check '...' failed at" lines."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
+    return (causes or lines or [type(exc).__name__])[-1][:300]
 
 
 def _check_io(model, path: Path, metadata: dict) -> None:
