@@ -3,8 +3,10 @@
 One package serves a range of input shapes: any batch size from 1 to `MAX_BATCH` and, where SegFormer
 exports with symbolic sizes, any height and width that are multiples of 32 between 64 and 2048 (at 32 the
 last stage shrinks to 1x1 and the export specialises).  Other sizes get a static package of their own.
-A package runs only on the torch version and CPU instruction set it was compiled for; `machine_tag` names
-both, and a package built elsewhere is refused with an error naming the file and the mismatch.
+A CPU package runs only on the torch version and CPU instruction set it was compiled for, a CUDA package
+(Triton kernels, batch up to `CUDA_MAX_BATCH`) only on the torch and CUDA versions and the GPU architecture
+it was compiled for; `machine_tag` names them, and a package built elsewhere is refused with an error naming
+the file and the mismatch.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from segopt_core.atomic import FILE_MODE
 from segopt_core.backends.errors import ArtifactError
 
 MAX_BATCH = 16
+CUDA_MAX_BATCH = 64  # a GPU's throughput still grows past 16 images per call (the GPU headline runs 32)
 SIDE_STEP, MIN_SIDE, MAX_SIDE = 32, 64, 2048
 PACKAGE_DIR = "packages"
 # freezing: weights become graph constants, so inductor folds BN/scales and pre-packs weights for oneDNN
@@ -68,16 +71,28 @@ class PackageShapes:
         return f"batch 1-{self.max_batch}, {hw}"
 
 
-def shapes_for(height: int, width: int) -> PackageShapes:
+def max_batch_for(device: str) -> int:
+    """The largest batch one call of a package compiled for `device` takes."""
+    return CUDA_MAX_BATCH if torch.device(device).type == "cuda" else MAX_BATCH
+
+
+def shapes_for(height: int, width: int, max_batch: int = MAX_BATCH) -> PackageShapes:
     """The dynamic-H/W package where (height, width) fits its range, else a static one for that size."""
-    dynamic = PackageShapes()
-    return dynamic if dynamic.serves(height, width) else PackageShapes(height=height, width=width)
+    dynamic = PackageShapes(max_batch=max_batch)
+    return dynamic if dynamic.serves(height, width) else PackageShapes(max_batch, height, width)
 
 
-def example_input(shapes: PackageShapes, fallback_hw: tuple[int, int]) -> torch.Tensor:
+def package_name(shapes: PackageShapes, device: str = "cpu") -> str:
+    """The package's file name: the shapes it serves, and '-cuda' for a CUDA package."""
+    if torch.device(device).type != "cuda":
+        return shapes.file_name
+    return shapes.file_name.removesuffix(".pt2") + "-cuda.pt2"
+
+
+def example_input(shapes: PackageShapes, fallback_hw: tuple[int, int], device: str = "cpu") -> torch.Tensor:
     """A (2, 3, H, W) input for export: batch 2 so the batch dimension is not specialised to 1."""
     h, w = fallback_hw if shapes.dynamic_hw else (shapes.height, shapes.width)
-    return torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+    return torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
 
 
 def dynamic_shapes(shapes: PackageShapes) -> tuple[dict, ...]:
@@ -90,16 +105,26 @@ def dynamic_shapes(shapes: PackageShapes) -> tuple[dict, ...]:
     return (dims,)
 
 
-def machine_tag() -> dict[str, str]:
-    """What a package is bound to: the torch version and the vector ISA inductor generates code for."""
+def machine_tag(device: str = "cpu") -> dict[str, str]:
+    """What a package is bound to: the torch version and what inductor generated code for (CPU ISA or GPU)."""
+    if torch.device(device).type == "cuda":
+        return {"torch": torch.__version__, "cuda": torch.version.cuda or "none", "gpu_arch": cuda_arch()}
     from torch._inductor.cpu_vec_isa import pick_vec_isa
 
     return {"torch": torch.__version__, "vec_isa": str(pick_vec_isa()) or "none"}
 
 
+def cuda_arch() -> str:
+    """The compute capability of CUDA device 0 as 'sm_90', 'none' without a CUDA device."""
+    if not torch.cuda.is_available():
+        return "none"
+    major, minor = torch.cuda.get_device_capability(0)
+    return f"sm_{major}{minor}"
+
+
 def check_machine(entry: dict, folder: Path) -> None:
-    """ArtifactError naming the package when it was compiled for another torch version or CPU ISA."""
-    here = machine_tag()
+    """ArtifactError naming the package when it was compiled for another torch version, CPU ISA or GPU."""
+    here = machine_tag(entry.get("device", "cpu"))  # entries written before CUDA packages are CPU ones
     built = {key: entry.get(key) for key in here}
     mismatch = [
         f"{key} {built[key]!r} (this machine: {here[key]!r})" for key in here if built[key] != here[key]
@@ -117,12 +142,16 @@ def compile_package(
     path: Path,
     crop_hw: tuple[int, int],
     inductor_configs: dict = INDUCTOR_CONFIGS,
+    device: str = "cpu",
 ) -> dict:
-    """Export `module` for `shapes` and AOT-compile it to `path` (written atomically); returns its entry."""
+    """Export `module` (on `device`) for `shapes` and AOT-compile it to `path` (written atomically).
+
+    Returns the package's metadata entry.  On CUDA inductor generates Triton kernels and a CUDA wrapper.
+    """
     start = time.perf_counter()
     with torch.no_grad():
         program = torch.export.export(
-            module, (example_input(shapes, crop_hw),), dynamic_shapes=dynamic_shapes(shapes)
+            module, (example_input(shapes, crop_hw, device),), dynamic_shapes=dynamic_shapes(shapes)
         )
     exported = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +172,8 @@ def compile_package(
         "export_seconds": round(exported - start, 3),
         "compile_seconds": round(time.perf_counter() - exported, 3),
         "inductor_configs": dict(inductor_configs),
-        **machine_tag(),
+        "device": torch.device(device).type,
+        **machine_tag(device),
     }
 
 

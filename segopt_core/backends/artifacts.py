@@ -26,6 +26,7 @@ import numpy as np
 from torch import nn
 
 from segopt_core.atomic import apply_modes, write_json_atomic
+from segopt_core.backends.batching import apply_micro_batch, measure_micro_batch
 from segopt_core.backends.errors import ArtifactError, CalibrationError
 from segopt_core.backends.folding import fold_decode_head
 from segopt_core.backends.integrity import (
@@ -257,6 +258,8 @@ class ArtifactStore:
         predictor = module.load(tmp, meta, options)
         meta["verification"] = verify_predictor(model, predictor, spec, options.precision)
         meta["verification"]["seconds"] = round(time.perf_counter() - start, 3)
+        if options.device == "cpu":  # on CUDA a larger batch always pays; on two cores it often does not
+            meta["micro_batch"] = measure_micro_batch(predictor, spec.crop_size)
         meta["param_count"] = parameter_count(fold_decode_head(model) if options.fold_decode_head else model)
         meta["files"] = file_records(tmp)
         meta["size_bytes"] = sum(rec["size"] for rec in meta["files"].values())
@@ -397,6 +400,7 @@ def load_predictor(artifact: str | Path | Artifact, *, num_threads: int | None =
     verify_loaded_files(folder, meta)
     options = VariantOptions.from_dict(meta["options"])
     try:
-        return get_backend(options.backend).module().load(folder, meta, options, num_threads=num_threads)
+        predictor = get_backend(options.backend).module().load(folder, meta, options, num_threads=num_threads)
     except KeyError as exc:  # a key the backend needs (model_file, packages, ...) is missing
         raise ArtifactError(f"{folder / METADATA_FILE}: missing key {exc}; rebuild the artifact") from None
+    return apply_micro_batch(predictor, meta)

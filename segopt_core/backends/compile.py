@@ -1,16 +1,19 @@
-"""torch.compile variants shipped as AOTInductor packages: fp32, bf16 autocast and PT2E INT8 (torchao).
+"""torch.compile variants shipped as AOTInductor packages: fp32, bf16/fp16 autocast and PT2E INT8 (torchao).
 
 Build exports the (folded) model once with a dynamic batch and dynamic H/W (multiples of 32) and compiles
-it ahead of time into `packages/*.pt2` (see `aoti.py`): freezing, bf16 autocast and the PT2E quantization
-are baked in.  Loading a package takes seconds and never compiles.  An input size the packages do not
-serve (not a multiple of 32, e.g. a whole-image evaluation) is compiled once, on first use, into a new
-static package that is verified against the fp32 model like a build, logged, and added to the artifact
-for every later load (PackagedPredictor).  The fp32 source weights stay in the
-artifact: they are the reference, and what a new size is compiled from.
+it ahead of time into `packages/*.pt2` (see `aoti.py`): freezing, bf16/fp16 autocast and the PT2E
+quantization are baked in.  On CUDA (fp16, bf16, fp32) the same export is compiled into Triton kernels and a
+CUDA package (`*-cuda.pt2`, batch up to 64), optionally replayed as one CUDA graph per input shape
+(`extra=(("cuda_graphs", "on"),)`).  Loading a package takes seconds and never compiles.  An input size
+the packages do not serve (not a multiple of 32, e.g. a whole-image evaluation) is compiled once, on first
+use, into a new static package that is verified against the fp32 model like a build, logged, and added to
+the artifact for every later load (PackagedPredictor).  The fp32 source weights stay in the artifact: they
+are the reference, and what a new size is compiled from.
 """
 
 from __future__ import annotations
 
+import copy
 import errno
 import logging
 import os
@@ -31,6 +34,7 @@ from segopt_core.backends.quiet import quiet_library_warnings
 from segopt_core.backends.source import save_source
 from segopt_core.backends.torch_backends import prepare_model
 from segopt_core.backends.verify import TOLERANCES
+from segopt_core.errors import OptionError
 from segopt_core.variants import CellSpec
 
 CALIB_FILE = "calibration.safetensors"
@@ -65,22 +69,33 @@ def check_available(options: VariantOptions) -> None:
 
 
 def availability_notes(options: VariantOptions) -> dict:
-    """BackendUnavailable where this variant cannot run; notes otherwise."""
+    """BackendUnavailable where this variant cannot run; notes otherwise.
+
+    fp16 variants are placed on CUDA by `VariantOptions`, so on a machine without CUDA they are skipped
+    with the no-CUDA reason, like torch fp16 and TensorRT.
+    """
+    if cuda_graphs_requested(options) and options.device != "cuda":
+        raise OptionError(f"{options.slug}: extra cuda_graphs=on needs device 'cuda', not {options.device!r}")
     notes = torch_backends.availability_notes(options)
     if options.precision == "int8-static":
         pt2e_api()
     return notes
 
 
-class Bf16Autocast(nn.Module):
-    """Runs the model under CPU/CUDA bf16 autocast and returns fp32 logits (exported as one graph)."""
+def cuda_graphs_requested(options: VariantOptions) -> bool:
+    """True when the variant asks for CUDA graph replay (`extra=(("cuda_graphs", "on"),)`)."""
+    return dict(options.extra).get("cuda_graphs") == "on"
 
-    def __init__(self, model: nn.Module, device: str = "cpu") -> None:
+
+class Autocast(nn.Module):
+    """Runs the model under CPU/CUDA autocast to `dtype` and returns fp32 logits (exported as one graph)."""
+
+    def __init__(self, model: nn.Module, device: str = "cpu", dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
-        self.model, self.device_type = model, torch.device(device).type
+        self.model, self.device_type, self.dtype = model, torch.device(device).type, dtype
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
+        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
             return self.model(pixel_values).float()
 
 
@@ -99,9 +114,10 @@ def quantize_pt2e(model: nn.Module, calib: torch.Tensor, shapes: aoti.PackageSha
 def exportable(
     model: nn.Module, options: VariantOptions, shapes: aoti.PackageShapes, calib: torch.Tensor | None
 ) -> nn.Module:
-    """What gets exported for a package: the (folded) model, under bf16 autocast or PT2E-quantized."""
-    if options.precision == "bf16":
-        return Bf16Autocast(attention.for_precision(model, "bf16", options.device), options.device)
+    """What gets exported for a package: the (folded) model, under bf16/fp16 autocast or PT2E-quantized."""
+    if options.precision in ("bf16", "fp16"):
+        graph = attention.for_precision(model, options.precision, options.device)
+        return Autocast(graph, options.device, torch_backends.AUTOCAST[options.precision])
     if options.precision == "int8-static":
         if calib is None:
             raise ArtifactError(f"{options.slug}: the artifact has no calibration images to quantize with")
@@ -124,10 +140,10 @@ def build_package(
     The package is checked against the exported module run eagerly; one that disagrees (an inductor
     miscompile, see aoti.SAFE_INDUCTOR_CONFIGS) is rebuilt without layout optimization.
     """
-    path = folder / aoti.PACKAGE_DIR / shapes.file_name
+    path = folder / aoti.PACKAGE_DIR / aoti.package_name(shapes, options.device)
     with quiet_library_warnings():
-        module = exportable(model.to(options.device).eval(), options, shapes, calib)
-        entry = aoti.compile_package(module, shapes, path, crop_hw)
+        module = exportable(on_device(model, options.device).eval(), options, shapes, calib)
+        entry = aoti.compile_package(module, shapes, path, crop_hw, device=options.device)
         tolerance = TOLERANCES[options.precision].max_rel_diff
         diff = package_vs_eager(module, path, shapes, options.device)
         if diff <= tolerance:
@@ -139,7 +155,9 @@ def build_package(
             diff,
             tolerance,
         )
-        entry = aoti.compile_package(module, shapes, path, crop_hw, aoti.SAFE_INDUCTOR_CONFIGS)
+        entry = aoti.compile_package(
+            module, shapes, path, crop_hw, aoti.SAFE_INDUCTOR_CONFIGS, device=options.device
+        )
         safe_diff = package_vs_eager(module, path, shapes, options.device)
         if safe_diff > tolerance:
             path.unlink(missing_ok=True)
@@ -148,6 +166,15 @@ def build_package(
                 f"by {safe_diff:.3g} without layout optimization (tolerance {tolerance:.3g})"
             )
         return {**entry, "rebuilt_because": f"layout-optimized package was {diff:.3g} (relative) off eager"}
+
+
+def on_device(model: nn.Module, device: str) -> nn.Module:
+    """`model` on `device`: a copy when it must move, so the caller's model (the verification reference,
+    whose encoder a folded graph shares) stays on the CPU."""
+    wanted = torch.device(device).type
+    if all(t.device.type == wanted for t in (*model.parameters(), *model.buffers())):
+        return model
+    return copy.deepcopy(model).to(device)
 
 
 def package_vs_eager(module: nn.Module, path: Path, shapes: aoti.PackageShapes, device: str) -> float:
@@ -171,7 +198,7 @@ def build(model: nn.Module, spec: CellSpec, options: VariantOptions, folder: Pat
         save_file({"images": calib_tensor}, str(folder / CALIB_FILE))
         meta["calibration_file"] = CALIB_FILE
     graph = fold_decode_head(model) if options.fold_decode_head else model
-    shapes = aoti.shapes_for(*spec.crop_size)
+    shapes = aoti.shapes_for(*spec.crop_size, aoti.max_batch_for(options.device))
     meta["packages"] = [build_package(graph, options, shapes, folder, spec.crop_size, calib_tensor)]
     meta["model_files"] = [entry["file"] for entry in meta["packages"]]  # what a user ships
     meta["compiled"] = _compile_steps(options)
@@ -183,10 +210,62 @@ def _compile_steps(options: VariantOptions) -> list[str]:
     steps = ["fold_decode_head"] if options.fold_decode_head else []
     if options.precision == "int8-static":
         steps.append("prepare_pt2e(X86InductorQuantizer) + calibration + convert_pt2e")
-    if options.precision == "bf16":
-        steps.append(f"torch.autocast({options.device}, bfloat16)")
+    if options.precision in ("bf16", "fp16"):
+        dtype = {"bf16": "bfloat16", "fp16": "float16"}[options.precision]
+        steps.append(f"torch.autocast({options.device}, {dtype})")
         steps += attention.build_steps(options.precision, options.device)
-    return [*steps, "torch.export (dynamic batch, H/W)", "aoti_compile_and_package (configs: packages[])"]
+    steps += ["torch.export (dynamic batch, H/W)", "aoti_compile_and_package (configs: packages[])"]
+    if cuda_graphs_requested(options):
+        steps.append("at load: one CUDA graph per input shape (CudaGraphs)")
+    return steps
+
+
+class CudaGraphs:
+    """A package runner replayed as one CUDA graph per input shape: no per-kernel launches from the CPU.
+
+    The first call at a shape warms the runner up on a side stream, then captures one call into static
+    input/output buffers; later calls copy their input in, replay, and return a copy of the output.  At
+    most `max_graphs` shapes are captured (each keeps its activations' memory); other shapes, and every
+    call after a capture that failed, run the package directly.
+    """
+
+    def __init__(self, runner, max_graphs: int = 8) -> None:
+        self.runner, self.max_graphs = runner, max_graphs
+        self.graphs: dict[tuple, tuple] = {}
+        self.failed = ""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = (tuple(x.shape), x.dtype, str(x.device))
+        if key not in self.graphs:
+            if self.failed or len(self.graphs) >= self.max_graphs:
+                return self.runner(x)
+            try:
+                self.graphs[key] = self._capture(x)
+            except Exception as exc:  # a package whose calls cannot be captured still runs, ungraphed
+                self.failed = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.warning("CUDA graph capture failed (%s); running the package without graphs", self.failed)
+                return self.runner(x)
+        graph, static_in, static_out = self.graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out.clone()  # the next replay overwrites static_out
+
+    def _capture(self, x: torch.Tensor) -> tuple:
+        """(graph, static input, static output) of one call at x's shape."""
+        static_in = x.clone()
+        side = torch.cuda.Stream(device=x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):  # lazy initialisation must not happen inside the capture
+            for _ in range(2):
+                self.runner(static_in)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        torch.cuda.synchronize(x.device)  # the warm-up's "run finished" event is complete before capture
+        graph = torch.cuda.CUDAGraph()
+        # relaxed: AOTInductor's model container queries (cudaEventQuery) the event its previous run
+        # recorded before each run, a call the default (global) capture mode refuses
+        with torch.cuda.graph(graph, capture_error_mode="relaxed"):
+            static_out = self.runner(static_in)
+        return graph, static_in, static_out
 
 
 class PackagedPredictor:
@@ -202,9 +281,13 @@ class PackagedPredictor:
     `compiled_on_first_use`. A read-only artifact cannot take a new package: ReadOnlyArtifact says what to do.
     """
 
-    def __init__(self, folder: Path, metadata: dict, options: VariantOptions) -> None:
+    def __init__(
+        self, folder: Path, metadata: dict, options: VariantOptions, cuda_graphs: bool | None = None
+    ) -> None:
         self.folder, self.metadata, self.options = Path(folder), metadata, options
         self.name, self.precision, self.device = options.slug, options.precision, options.device
+        requested = cuda_graphs_requested(options) if cuda_graphs is None else cuda_graphs
+        self.cuda_graphs = requested and torch.device(self.device).type == "cuda"
         self.runners: dict[str, object] = {}
         self.vouched = {entry["file"] for entry in metadata.get("packages") or []}  # checked by the load
         self.first_use_seconds = 0.0
@@ -212,10 +295,19 @@ class PackagedPredictor:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        runner = self.runner_for(int(x.shape[-2]), int(x.shape[-1]))
+        return self.run_tensor(x).float().cpu().numpy()
+
+    def run_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a float32 (N,3,H,W) tensor already on the predictor's device, left there (no copies).
+
+        Batches above the package's range are split into chunks it takes.
+        """
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        runner = self.runner_for(height, width)
+        limit = self._entry_for(height, width)["shapes"]["max_batch"]
         with torch.inference_mode():
-            outs = [runner(chunk) for chunk in x.split(aoti.MAX_BATCH)]
-        return torch.cat(outs).float().cpu().numpy()
+            outs = [runner(chunk) for chunk in x.split(limit)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def runner_for(self, height: int, width: int):
         """The loaded package serving (height, width), compiling and adding one when none does."""
@@ -226,7 +318,7 @@ class PackagedPredictor:
                 verify_loaded_files(self.folder, self.metadata, [entry["file"]])
             runner = aoti.load_package(self.folder / entry["file"])
             self._check_contract(runner, entry)
-            self.runners[entry["file"]] = runner
+            self.runners[entry["file"]] = CudaGraphs(runner) if self.cuda_graphs else runner
         return self.runners[entry["file"]]
 
     def _check_contract(self, runner, entry: dict) -> None:
@@ -281,7 +373,7 @@ class PackagedPredictor:
         if entry is not None:  # another process added it meanwhile
             return entry
         start = time.perf_counter()
-        entry, model = self._compile_size(aoti.shapes_for(height, width))
+        entry, model = self._compile_size(aoti.shapes_for(height, width, aoti.max_batch_for(self.device)))
         entry["verification"] = self._verify_size(entry, model, height, width)
         entry |= {"added_on_first_use": True, "first_use_seconds": round(time.perf_counter() - start, 3)}
         self.metadata["packages"].append(entry)
@@ -309,7 +401,7 @@ class PackagedPredictor:
                 return runner(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
 
         try:
-            return verify_at(model, predict, (1, 3, height, width), self.precision, self.name)
+            return verify_at(model.cpu(), predict, (1, 3, height, width), self.precision, self.name)
         except VerificationError:
             path.unlink(missing_ok=True)  # never left for a later load to pick up
             raise

@@ -69,7 +69,7 @@ class VariantOptions:
             object.__setattr__(self, "calibration", CalibrationOptions())
         if self.precision != "int8-static" and self.calibration is not None:
             raise OptionError(f"calibration options only apply to int8-static, not {self.precision!r}")
-        if backend.cuda_only or (self.precision == "fp16" and self.backend == "torch"):
+        if backend.cuda_only or self.precision in backend.cuda_precisions:
             object.__setattr__(self, "device", "cuda")  # these exist only on CUDA
         if self.device not in backend.devices:
             raise OptionError(
@@ -186,6 +186,9 @@ def default_variants(cuda: bool, bf16: bool | None = None, pt2e: bool | None = N
     if cuda:
         variants += [
             VariantOptions("torch", "fp16", fold_decode_head=True),
+            # AOTInductor CUDA packages: what a machine without TensorRT ships
+            VariantOptions("torch-compile", "fp16", fold_decode_head=True),
+            VariantOptions("torch-compile", "bf16", fold_decode_head=True, device="cuda"),
             VariantOptions("onnxruntime", "fp16", fold_decode_head=True, device="cuda"),
             VariantOptions("tensorrt", "fp16", fold_decode_head=True),
             VariantOptions("tensorrt", "int8-static", fold_decode_head=True),

@@ -60,10 +60,18 @@ class Backend:
     precisions: tuple[str, ...]
     devices: tuple[str, ...]
     module_name: str
+    cuda_precisions: tuple[str, ...] = ()  # precisions that exist on CUDA only: their variants go there
 
     def __post_init__(self) -> None:
         if not self.precisions or not self.devices:
             raise ValueError(f"backend {self.name!r}: declare at least one precision and one device")
+        if not set(self.cuda_precisions) <= set(self.precisions) or (
+            self.cuda_precisions and "cuda" not in self.devices
+        ):
+            raise ValueError(
+                f"backend {self.name!r}: cuda_precisions {self.cuda_precisions} must be declared precisions "
+                "of a backend that runs on CUDA"
+            )
 
     @property
     def cuda_only(self) -> bool:
@@ -109,11 +117,23 @@ _CPU_CUDA = ("cpu", "cuda")
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
+        # fp16 is CUDA-only: CPU fp16 kernels are missing or far slower than fp32
         Backend(
-            "torch", ("fp32", "fp16", "bf16", "int8-dynamic"), _CPU_CUDA, f"{__package__}.torch_backends"
+            "torch",
+            ("fp32", "fp16", "bf16", "int8-dynamic"),
+            _CPU_CUDA,
+            f"{__package__}.torch_backends",
+            cuda_precisions=("fp16",),
         ),
-        # int8-static = PT2E + X86InductorQuantizer; every variant is an AOTInductor package
-        Backend("torch-compile", ("fp32", "bf16", "int8-static"), _CPU_CUDA, f"{__package__}.compile"),
+        # every variant is an AOTInductor package; int8-static = PT2E + X86InductorQuantizer (CPU);
+        # fp16 (CUDA-only, as for torch) and bf16 on CUDA compile to Triton kernels in a CUDA package
+        Backend(
+            "torch-compile",
+            ("fp32", "fp16", "bf16", "int8-static"),
+            _CPU_CUDA,
+            f"{__package__}.compile",
+            cuda_precisions=("fp16",),
+        ),
         Backend(
             "onnxruntime", ("fp32", "fp16", "int8-dynamic", "int8-static"), _CPU_CUDA, f"{__package__}.ort"
         ),
