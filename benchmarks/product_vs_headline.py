@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     from segopt_core.backends import ArtifactStore
     from segopt_core.benchmark import device_lock
     from segopt_core.logs import route_library_logging
-    from segopt_core.pipeline.jobs import select_options
+    from segopt_core.pipeline.selection import select_options
 
     route_library_logging()
     load_before = os.getloadavg()[0]

@@ -12,61 +12,72 @@ from pathlib import Path
 from prefect import flow
 
 from flows.naming import run_options
-from flows.optimize_all import optimize_all
+from flows.optimize_all import locals_of, optimize_all
+from flows.parameters import described_by
 from flows.train import train_flow
 from flows.video import video_flow
+from segopt_core.batches import DEFAULT_BATCH_SIZES
+from segopt_core.pipeline.params import DEMO_DEFAULTS as DEFAULTS
+from segopt_core.pipeline.params import DemoParams
 from segopt_core.settings import load_settings
 from tasks.data import synth_dataset_task, synth_video_task
 
 
 @flow(name="demo", **run_options(), log_prints=True)
+@described_by(DemoParams)
 def demo(
     work_dir: str | None = None,
     report_dir: str | None = None,
-    n_train: int = 240,
-    n_val: int = 40,
-    image_size: int = 128,
-    train_iters: int = 400,
-    batch_sizes: list[int] | None = None,
-    video_frames: int = 48,
-    alpha: float = 0.6,
-    seed: int = 0,
+    n_train: int = DEFAULTS.n_train,
+    n_val: int = DEFAULTS.n_val,
+    image_size: int = DEFAULTS.image_size,
+    train_iters: int = DEFAULTS.train_iters,
+    batch_sizes: list[int] = DEFAULT_BATCH_SIZES,
+    video_frames: int = DEFAULTS.video_frames,
+    alpha: float = DEFAULTS.alpha,
+    seed: int = DEFAULTS.seed,
 ) -> dict:
     """Run segopt's whole pipeline on synthetic data and a freshly trained B0; returns where results are."""
+    params = DemoParams.from_flow(**locals_of(demo, locals()))  # bad values stop here, before any task
     settings = load_settings()
-    work = Path(work_dir or settings.work_dir)
-    reports = Path(report_dir or settings.reports_dir)
+    work = Path(params.work_dir or settings.work_dir)
+    reports = Path(params.report_dir or settings.reports_dir)
+    size, seed = params.image_size, params.seed
 
-    data = synth_dataset_task(str(work / "data" / "synth-ade20k"), "ade20k", n_train, n_val, image_size, seed)
-    model_out = work / "checkpoints" / f"b0-demo-{image_size}"
+    data = synth_dataset_task(
+        str(work / "data" / "synth-ade20k"), "ade20k", params.n_train, params.n_val, size, seed
+    )
+    model_out = work / "checkpoints" / f"b0-demo-{size}"
     trained = train_flow(
         data_dir=data,
         cell="b0-512-ade20k",
         preset="quick",
-        iters=train_iters,
-        crop=image_size,
+        iters=params.train_iters,
+        crop=size,
         out_dir=str(model_out),
         resume=(model_out / "state" / "latest.pt").exists(),  # a re-run continues the earlier training
         seed=seed,
     )
     report_path = optimize_all(
         paths=[trained["model_dir"]],
-        batch_sizes=batch_sizes or [1, 4, 8],
+        batch_sizes=params.batch_sizes,
         data_dir=data,
-        limit=n_val,
+        limit=params.n_val,
         work_dir=str(work),
         report_dir=str(reports),
     )
-    clip = synth_video_task(str(work / "video" / "clip-720p.mp4"), video_frames, 720, 30.0, seed, 1280, 3)
+    clip = synth_video_task(
+        str(work / "video" / "clip-720p.mp4"), params.video_frames, 720, 30.0, seed, 1280, 3
+    )
     runs = {}
     for keyframes, name in (("1", "per-frame"), ("auto", "overlay")):
         runs[keyframes] = video_flow(
             source=str(clip.path),
             out=str(work / "video" / f"{name}.mp4"),
             checkpoint=trained["model_dir"],
-            alpha=alpha,
+            alpha=params.alpha,
             keyframes=keyframes,
-            input_short=image_size,  # the demo B0 is trained at image_size: its input, not 512
+            input_short=size,  # the demo B0 is trained at image_size: its input, not 512
             gt_masks=str(clip.masks_dir),
             side_by_side=keyframes == "auto",
             summary=str(work / "video" / f"{name}.json"),

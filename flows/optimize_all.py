@@ -17,19 +17,16 @@ from prefect import flow, unmapped
 from prefect.runtime import flow_run
 
 from flows.naming import current_run_id, run_options
+from flows.parameters import described_by, preflight
 from flows.runners import queued_per_key, runner_from_env, settle
 from segopt_core.backends.options import VariantOptions
+from segopt_core.batches import DEFAULT_BATCH_SIZES
 from segopt_core.benchmark import device_concurrency_key, machine_fingerprint
 from segopt_core.benchmark.fingerprint import machine_summary
 from segopt_core.errors import RunFailed
-from segopt_core.pipeline.jobs import (
-    VariantJob,
-    check_run_options,
-    default_sources,
-    ensure_demo_zoo,
-    is_empty,
-    plan_jobs,
-)
+from segopt_core.pipeline.demo_zoo import default_sources, ensure_demo_zoo, is_empty
+from segopt_core.pipeline.discovery import no_checkpoint_found
+from segopt_core.pipeline.jobs import VariantJob, plan_jobs
 from segopt_core.pipeline.params import OPTIMIZE_ALL_DEFAULTS as DEFAULTS
 from segopt_core.pipeline.params import BenchmarkParams, OptimizeAllParams
 from segopt_core.pipeline.record import VariantRecord
@@ -37,7 +34,6 @@ from segopt_core.pipeline.results import machine_id
 from segopt_core.pipeline.stages import EvalSource
 from segopt_core.settings import load_settings
 from segopt_core.variants import CellSpec
-from segopt_tracking.store import probe_tracking
 from tasks.benchmark import benchmark_variant, ensure_device_limit
 from tasks.discover import discover_checkpoints, load_cached_results
 from tasks.evaluate import evaluate_variant, prepare_samples
@@ -75,13 +71,14 @@ def run_meta(flow_name: str, params: dict) -> dict:
 
 
 @flow(name="optimize-all", **run_options(), task_runner=runner_from_env(), log_prints=True)
+@described_by(OptimizeAllParams)
 def optimize_all(
-    paths: list[str] | None = None,
-    cells: list[str] | None = None,
-    backends: list[str] | None = None,
-    precisions: list[str] | None = None,
-    variants: list[str] | None = None,
-    batch_sizes: list[int] | None = None,
+    paths: list[str] = (),
+    cells: list[str] = (),
+    backends: list[str] = (),
+    precisions: list[str] = (),
+    variants: list[str] = (),
+    batch_sizes: list[int] = DEFAULT_BATCH_SIZES,
     data_dir: str | None = None,
     limit: int | None = DEFAULTS.limit,
     warmup: int = DEFAULTS.warmup,
@@ -93,23 +90,11 @@ def optimize_all(
     log_models: bool = DEFAULTS.log_models,
     track: bool = DEFAULTS.track,
 ) -> str:
-    """Optimize, benchmark, verify and report every checkpoint under `paths`; returns the report folder.
-
-    paths: checkpoint files/folders (default: the B0 `segopt demo` trained, else <work_dir>/zoo);
-    cells: cell-name filters;
-    backends/precisions: filters of the machine's default variants; variants: exact slugs
-    (e.g. onnxruntime-fp32); data_dir: labelled validation set (else label-free agreement with fp32 on
-    synthetic samples); limit: evaluation images; min_miou_ratio: the accuracy gate;
-    demo_zoo_if_empty: write the tiny demo zoo when `paths` hold nothing; track: log to MLflow (the
-    tracking URI is probed first: a dead server fails the run in seconds). Defaults: OptimizeAllParams.
-    """
-    # a mistyped option fails here, before anything is discovered or built
-    sizes = list(batch_sizes or DEFAULTS.batch_sizes)
-    options = check_run_options(cells, backends, precisions, variants, sizes, torch.cuda.is_available())
-    if track:
-        probe_tracking()  # a dead tracking server: one line now, not minutes of MLflow retries at the end
-    run = start_run(OptimizeAllParams(**locals_of(optimize_all, locals())))
-    plan = plan_variants(run, options)
+    """Optimize, benchmark, verify and report every checkpoint under `paths`; returns the report folder."""
+    params = OptimizeAllParams.from_flow(**locals_of(optimize_all, locals()))  # bad values stop here
+    preflight(params)  # before any task: the paths, the data set (the CLI ran it before Prefect started)
+    run = start_run(params)
+    plan = plan_variants(run, params.variant_options(torch.cuda.is_available()))
     built = build_stage(plan, run)
     benched = benchmark_stage(plan.with_specs(built), run.params, run.results)
     evaluated = evaluate_stage(plan.with_specs(benched), plan.source, run.results)
@@ -165,6 +150,8 @@ def plan_variants(run: Run, options: list[VariantOptions]) -> Plan:
     """Discover the checkpoints, one job per checkpoint × variant, split into cached and to-do."""
     params = run.params
     checkpoints, rejected = discover_checkpoints(params.paths, params.cells)
+    if not checkpoints:  # before anything is built: candidates were there (preflight), none usable
+        raise no_checkpoint_found(params.paths, rejected, params.cells)
     run.meta["notes"] += [f"not a checkpoint: `{r['path']}`: {r['reason']}" for r in rejected]
     run.meta["notes"] += [f"`{c.path}`: {conflict}" for c in checkpoints for conflict in c.conflicts]
     jobs = plan_jobs(checkpoints, options, params.cache_settings())

@@ -9,9 +9,10 @@ from prefect import allow_failure
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.parameters import TASK_RUNNERS
+from segopt_core.errors import OptionError
 from segopt_core.settings import load_settings
 
-TASK_RUNNERS = ("threads", "dask")
 Item = TypeVar("Item")
 
 
@@ -22,12 +23,14 @@ def make_task_runner(
     if kind == "threads":
         return ThreadPoolTaskRunner(max_workers=workers)
     if kind != "dask":
-        raise ValueError(f"unknown task runner {kind!r}; valid: {', '.join(TASK_RUNNERS)}")
+        raise OptionError(f"unknown task runner {kind!r}; valid: {', '.join(TASK_RUNNERS)}")
     from prefect_dask import DaskTaskRunner
 
     if dask_address:
         return DaskTaskRunner(address=dask_address)
-    # one in-process worker (no second process importing torch), real TCP comms on loopback only, no dashboard
+    # one in-process worker (no second process importing torch), real TCP comms on loopback only. No Bokeh
+    # dashboard, but the scheduler's HTTP server still answers on 127.0.0.1:8787 (a free port when taken):
+    # /health, /metrics (Prometheus) and the plain /info pages (docs/orchestration.md says so).
     cluster = {"n_workers": 1, "threads_per_worker": workers or 2, "processes": False}
     cluster |= {"protocol": "tcp", "host": "127.0.0.1", "dashboard_address": None}
     return DaskTaskRunner(cluster_kwargs=cluster)

@@ -38,7 +38,32 @@ def train_flow(
     seed: int | None = None,
     track: bool = True,
 ) -> dict:
-    """Train a SegFormer cell on a dataset folder with SegFormer's recipe (or a preset), tracked in MLflow."""
+    """Train a SegFormer cell on a dataset folder with SegFormer's recipe (or a preset), tracked in MLflow.
+
+    Empty values take the recipe's (the preset's, then config_file's) value; the recipe is checked before
+    anything is read or built (segopt_core/train/config.py: TrainConfig holds each field's range).
+
+    Args:
+        data_dir: Dataset folder: ADE20K, Cityscapes, or images/ + masks/ + classes.txt.
+        cell: Cell to train, e.g. b0-512-ade20k (or bX-RES-dataset); empty: tiny or init says what.
+        tiny: Train the tiny test cell instead of a real one. Default: False.
+        preset: Named recipe: default (mmseg's SegFormer schedule) or quick; empty: default.
+        config_file: Recipe YAML (fields of TrainConfig, may name a `preset:`); empty: none.
+        iters: Budget in iterations (>= 2); empty: the recipe's (160k for default).
+        epochs: Budget in epochs instead of iterations; empty: iterations.
+        init: 'scratch' or a checkpoint to start from. Default: scratch.
+        pretrained_encoder: ImageNet MiT weights (NVlabs mit_bX.pth) for the encoder; empty: none.
+        out_dir: Output folder; empty: <work_dir>/train/<cell>[-<crop>].
+        resume: Continue the run in out_dir from state/latest.pt. Default: False.
+        val_every: Validate every N iterations (or epochs); empty: a tenth of the budget.
+        crop: Training crop size (32..4096); empty: the cell's.
+        lr: Base learning rate (the head gets x head_lr_mult); empty: the recipe's (6e-5).
+        batch_size: Images per iteration (1..4096); empty: the recipe's (2).
+        device: cpu or cuda; empty: cpu.
+        amp: Mixed precision: bf16, or fp16 (CUDA only); empty: none.
+        seed: Seed of the init, the data order and the augmentation; empty: 0.
+        track: Track params, curves and the best model in MLflow. Default: True.
+    """
     overrides = {"iters": iters, "epochs": epochs, "val_interval": val_every, "crop_size": crop, "lr": lr,
                  "batch_size": batch_size, "device": device, "amp": amp, "seed": seed}  # fmt: skip
     if track:

@@ -35,9 +35,29 @@ def video_flow(
 ) -> dict:
     """Segment a video file, camera index, stream URL or image folder; returns the JSON summary.
 
-    `keyframes` is "1" (the model on every frame), "N" or "auto" (propagation between keyframes);
-    `batch_size` None picks it from measured per-image cost; `artifact` "auto" takes the artifact the latest
-    optimize-all report recommends for `cell` at batch 1.
+    Args:
+        source: Video file, image folder or glob, camera index (0) or stream URL (rtsp://, http://).
+        out: Overlay video to write (.mp4, .avi).
+        checkpoint: SegFormer checkpoint (any format segopt reads); give it or artifact.
+        artifact: Optimized artifact folder (from optimize / optimize-all), or "auto": the artifact the latest
+            optimize-all report recommends for the clip's cell at batch 1; give it or checkpoint.
+        cell: Matrix cell when it cannot be inferred, e.g. b0-512-ade20k; empty: inferred.
+        alpha: Temporal smoothing weight in [0, 1); 0 turns it off. Default: 0.6.
+        smooth: Smooth 'logits' or 'probs' (softmax). Default: logits.
+        motion_aware: Warp previous scores with optical flow and lower alpha on motion. Default: False.
+        mode: 'offline' (every frame) or 'live' (drop frames when behind). Default: offline.
+        batch_size: Frames per inference batch; empty: picked from measured per-image cost.
+        keyframes: "1" (the model on every frame), "N" (a keyframe every N frames) or "auto" (keyframes on
+            scene cuts, motion, occlusion and low confidence; propagation between them). Default: 1.
+        metrics: Consistency metrics: "full", "sampled", "off" or "auto" (sampled for long videos).
+            Default: auto.
+        input_short: Model input short side (multiple of 32); empty: the cell's crop height.
+        opacity: Mask opacity over the frame, 0..1. Default: 0.5.
+        side_by_side: Write original | overlay side by side. Default: False.
+        mask_video: Also write a colour mask video here; empty: none.
+        masks_dir: Also write per-frame label PNGs here; empty: none.
+        gt_masks: Per-frame ground-truth label PNGs, to report mIoU; empty: none.
+        summary: JSON summary path; empty: next to out (.json).
     """
     outputs = VideoOutputs(
         out=Path(out),

@@ -16,6 +16,7 @@ import typer
 
 from segopt_cli.common import (
     BACKENDS_OPTION,
+    FAILED_EXIT,
     PRECISIONS_OPTION,
     VARIANTS_OPTION,
     check_positive,
@@ -25,6 +26,7 @@ from segopt_cli.common import (
     parse_size,
     split_list,
 )
+from segopt_core.batches import DEFAULT_BATCH_SIZES
 
 Rows = list[dict[str, Any]]
 # Columns of the table printed when neither --json nor --parquet is given.
@@ -121,8 +123,10 @@ def _artifact_rows(folders: list[Path], run: Run) -> Rows:
         try:
             metadata = read_metadata(folder)
             spec = spec_from_dict(metadata["spec"])
-        except (ArtifactError, KeyError, TypeError, ValueError) as exc:
-            fail(f"--artifact {folder}: not a segopt artifact ({exc}); build one with `segopt optimize`")
+        except ArtifactError as exc:  # names the folder and what to do
+            fail(f"--artifact {exc}")
+        except (KeyError, TypeError, ValueError) as exc:
+            fail(f"--artifact {folder}: its metadata holds no usable cell spec ({exc}); rebuild the artifact")
         candidate = Candidate(
             metadata.get("slug", folder.name),
             str(folder),
@@ -209,7 +213,9 @@ def benchmark_command(
     precisions: list[str] = PRECISIONS_OPTION,
     variants: list[str] = VARIANTS_OPTION,
     calib_data: Path | None = typer.Option(None, help="Dataset folder for int8-static calibration."),
-    batch_sizes: str = typer.Option("1,4,8", help="Comma-separated batch sizes."),
+    batch_sizes: str = typer.Option(
+        ",".join(map(str, DEFAULT_BATCH_SIZES)), help="Comma-separated batch sizes."
+    ),
     scope: str = typer.Option("model", help="model (tensor in, logits out) | e2e (image file in, mask out)."),
     images: Path | None = typer.Option(None, help="e2e: folder of images (default: written samples)."),
     input_size: str | None = typer.Option(None, help="Model input HxW (default: the cell's crop size)."),
@@ -226,6 +232,8 @@ def benchmark_command(
     from segopt_core.benchmark import DeviceBusy
 
     _check_inputs(checkpoint, artifact, scope, input_size, images, calib_data)
+    if lock_timeout is not None and lock_timeout < 0:
+        fail(f"--lock-timeout {lock_timeout}: must be at least 0 (seconds to wait for the device)")
     options = _options(backends, precisions, variants) if checkpoint is not None else []
     run = Run(_config(batch_sizes, scope, iters, warmup, min_time, threads), images, calib_data=calib_data)
     run = replace(run, input_size=parse_size(input_size, "--input-size") if input_size else None)
@@ -240,6 +248,16 @@ def benchmark_command(
     except DeviceBusy as exc:
         fail(str(exc))
     _emit(rows, as_json, parquet)
+    if rows and not any(row["status"] == "ok" for row in rows):  # nothing measured: the work failed
+        fail(f"no row could be measured ({_status_counts(rows)}); the reasons are above", code=FAILED_EXIT)
+
+
+def _status_counts(rows: Rows) -> str:
+    """'2 failed, 1 skipped'."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def _options(backends: list[str] | None, precisions: list[str] | None, variants: list[str] | None) -> list:
@@ -247,7 +265,7 @@ def _options(backends: list[str] | None, precisions: list[str] | None, variants:
     optimize-all's --backends / --precisions / --variants; torch fp32 first (the reference)."""
     import torch
 
-    from segopt_core.pipeline.jobs import select_options
+    from segopt_core.pipeline.selection import select_options
 
     backends, precisions, variants = map(split_list, (backends, precisions, variants))
     return select_options(backends, precisions, variants, torch.cuda.is_available())

@@ -33,8 +33,19 @@ _EXTRAS = {
 
 def fail(message: str, code: int = USAGE_EXIT) -> NoReturn:
     """One red `error: ...` line on stderr, then exit (2 = bad input by default)."""
+    end_progress_bars()
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def end_progress_bars() -> None:
+    """Close every tqdm bar still drawn: the error then starts on a line of its own, and no bar is redrawn
+    after it (a bar left open by a failed loop is otherwise closed, and redrawn, when it is collected)."""
+    import sys
+
+    module = sys.modules.get("tqdm.std")  # tqdm.auto and tqdm.tqdm share its set of open bars
+    for bar in list(getattr(getattr(module, "tqdm", None), "_instances", ())):
+        bar.close()
 
 
 def split_list(values: str | list[str] | None) -> list[str] | None:
@@ -45,14 +56,13 @@ def split_list(values: str | list[str] | None) -> list[str] | None:
 
 
 def parse_batch_sizes(text: str, flag: str = "--batch-sizes") -> list[int]:
-    """'1,4,8' -> [1, 4, 8]; a one-line error unless every entry is a positive integer."""
+    """'1,4,8' -> [1, 4, 8]; a one-line error unless every entry is a batch size (segopt_core.batches)."""
+    from segopt_core.batches import MAX_BATCH_SIZE, check_batch_sizes
+
     try:
-        sizes = [int(p) for p in split_list(text) or []]
+        return check_batch_sizes([int(p) for p in split_list(text) or []])
     except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        fail(f"{flag} {text!r}: expected comma-separated positive integers, e.g. 1,4,8")
-    return sizes
+        fail(f"{flag} {text!r}: expected comma-separated integers from 1 to {MAX_BATCH_SIZE}, e.g. 1,4,8")
 
 
 def parse_size(text: str, flag: str) -> tuple[int, int]:
@@ -101,6 +111,7 @@ def offline_defaults() -> None:
 
 def error_line(exc: BaseException) -> tuple[str, int]:
     """The one-line message and exit code for an exception no command handled itself."""
+    from segopt_core.atomic import is_disk_full
     from segopt_core.errors import SegoptError
 
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in _EXTRAS:
@@ -108,19 +119,52 @@ def error_line(exc: BaseException) -> tuple[str, int]:
     text = " ".join(str(exc).split()).strip("'\"") or type(exc).__name__
     if isinstance(exc, SegoptError):
         return text, USAGE_EXIT if isinstance(exc, ValueError) else FAILED_EXIT
+    if isinstance(exc, OSError) and exc.strerror:  # the OS's own words and the file, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        if is_disk_full(exc):
+            return f"{where}no space left on device; free some space and run again", FAILED_EXIT
+        return f"{where}{exc.strerror}", FAILED_EXIT
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", 130
     return f"{type(exc).__name__}: {text} (run `segopt --debug ...` for the traceback)", FAILED_EXIT
 
 
+def fail_on(exc: BaseException) -> NoReturn:
+    """One line for a domain error or an OSError: exit 2 for bad input, 1 for failed work (error_line)."""
+    fail(*error_line(exc))
+
+
+def usage_line(exc: Any) -> str:
+    """A click usage error (bad option value, unknown option) as one line with the command's --help."""
+    ctx = getattr(exc, "ctx", None)
+    text = " ".join(exc.format_message().split())
+    return f"{text} (see `{ctx.command_path} --help`)" if ctx is not None else text
+
+
+def _usage_or_raise(exc: Exception) -> NoReturn:
+    """One line for a usage error of typer's own click (exit code 2, has a message); re-raise the rest."""
+    if getattr(exc, "exit_code", None) == USAGE_EXIT and hasattr(exc, "format_message"):
+        fail(usage_line(exc))
+    raise exc
+
+
 class OneLineErrors(TyperGroup):
-    """The root command group: an unhandled exception becomes one line on stderr unless --debug is given."""
+    """The root command group: an unhandled exception, and a usage error click would draw as a box, become
+    one line on stderr unless --debug is given."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except typer.TyperException as exc:
+            _usage_or_raise(exc)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException):  # exits and usage errors typer reports
+        except (typer.Exit, typer.Abort):
             raise
+        except typer.TyperException as exc:
+            _usage_or_raise(exc)
         except (Exception, KeyboardInterrupt) as exc:
             if ctx.params.get("debug"):
                 raise

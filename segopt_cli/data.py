@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from segopt_cli.common import check_positive, fail, parse_size
+from segopt_cli.common import check_positive, fail, fail_on, parse_size
+from segopt_core.atomic import check_target_path
 
 data_app = typer.Typer(
     help="Datasets: synthetic data in real layouts, synthetic videos, checks.", no_args_is_help=True
@@ -31,10 +32,11 @@ def synth_command(
 
     start = time.perf_counter()
     hw = parse_size(size, "--size")
+    check_target_path(out, folder=True)
     try:
         root = synth_dataset(out, layout, n_train, n_val, hw, seed, overwrite, progress=True)
     except (ValueError, OSError) as err:
-        fail(str(err))
+        fail_on(err)
     typer.echo(
         f"wrote {n_train} train + {n_val} val {layout} images ({size}, seed {seed}) to {root} "
         f"in {time.perf_counter() - start:.1f} s; classes: {', '.join(SYNTH_CLASSES)}"
@@ -53,15 +55,26 @@ def synth_video_command(
     label_space: str = typer.Option(
         "ade20k", help="Mask label space: ade20k | cityscapes | folder (train ids)."
     ),
+    overwrite: bool = typer.Option(False, help="Replace the video (and its masks) when they exist."),
 ) -> None:
     """Write a short synthetic video with moving, occluding objects and per-frame ground-truth masks."""
+    from segopt_core.data.synth import MAX_SIDE
     from segopt_core.data.video_synth import synth_video
 
     cut, hw = None if scene_cut_at == 0 else scene_cut_at, parse_size(size, "--size")
+    if max(hw) > MAX_SIDE:
+        fail(f"--size {size}: too large; use at most {MAX_SIDE} pixels a side")
+    if frames < 2 or fps <= 0:
+        fail(f"--frames {frames} --fps {fps:g}: need at least 2 frames and a positive frame rate")
+    if not -1 <= scene_cut_at < frames:
+        fail(f"--scene-cut-at {scene_cut_at}: must be -1 (middle), 0 (no cut) or a frame before {frames}")
+    check_target_path(out)
+    if out.exists() and not overwrite:
+        fail(f"{out} exists; pass --overwrite to replace it")
     try:
         video = synth_video(out, frames, hw, fps, seed, cut, pan, label_space)
     except (ValueError, RuntimeError, OSError) as err:
-        fail(str(err))
+        fail_on(err)
     typer.echo(
         f"wrote {video.path} ({video.n_frames} frames, {video.fps:g} fps, {video.size[0]}x{video.size[1]}, "
         f"scene cut at {video.scene_cut_at}) and masks in {video.masks_dir}"
@@ -149,6 +162,8 @@ def evaluate_command(
 
     check_positive(limit, "--limit")
     check_positive(batch_size, "--batch-size")
+    if out is not None:
+        check_target_path(out)
     try:
         dataset = open_dataset(data, split, layout, strict=strict)
         loaded, predictor = _load(checkpoint, cell)
@@ -160,8 +175,10 @@ def evaluate_command(
         result = evaluate(
             predictor, dataset, spec, mode, limit, progress=True, batch_size=batch_size
         ).to_dict()
-    except (ValueError, KeyError, OSError) as err:
+    except KeyError as err:  # an unknown cell or mode: the message lists the valid ones
         fail(str(err).strip("'\""))
+    except (ValueError, OSError) as err:
+        fail_on(err)
     result["checkpoint"] = {
         "path": str(checkpoint),
         "format": getattr(loaded, "format", None),

@@ -8,33 +8,31 @@ from pathlib import Path
 
 import typer
 
-from segopt_cli.common import percent
+from segopt_cli.common import parse_batch_sizes, percent
+from segopt_core.pipeline.params import DEMO_DEFAULTS as DEMO
+from segopt_core.pipeline.params import DemoParams
 
 
 def demo_command(
     work_dir: Path = typer.Option(Path("segopt-work"), help="Where data, checkpoints and artifacts go."),
     report_dir: Path = typer.Option(Path("reports"), help="Where reports/<run-id>/ is written."),
-    train_iters: int = typer.Option(400, min=10, help="Training iterations for the demo B0."),
-    image_size: int = typer.Option(128, min=64, help="Synthetic image size and training crop."),
-    batch_sizes: str = typer.Option("1,4,8", help="Benchmark batch sizes."),
+    train_iters: int = typer.Option(DEMO.train_iters, help="Training iterations for the demo B0."),
+    image_size: int = typer.Option(DEMO.image_size, help="Synthetic image size and training crop."),
+    batch_sizes: str = typer.Option(",".join(map(str, DEMO.batch_sizes)), help="Benchmark batch sizes."),
 ) -> None:
     """Run the whole pipeline on synthetic data: train a B0, optimize, verify, benchmark, report, video."""
+    params = DemoParams.from_cli(
+        work_dir=str(work_dir), report_dir=str(report_dir), train_iters=train_iters, image_size=image_size,
+        batch_sizes=parse_batch_sizes(batch_sizes),
+    )  # fmt: skip
     os.environ.setdefault("SEGOPT_WORK_DIR", str(work_dir))  # telemetry is off already (segopt_cli.main)
     from flows.demo import demo
     from flows.lifecycle import prepare_ad_hoc_run
 
     prepare_ad_hoc_run("the demo")  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
 
-    sizes = [int(s) for s in batch_sizes.split(",") if s.strip()]
     start = time.perf_counter()
-    state = demo(
-        work_dir=str(work_dir),
-        report_dir=str(report_dir),
-        train_iters=train_iters,
-        image_size=image_size,
-        batch_sizes=sizes,
-        return_state=True,
-    )
+    state = demo(**params.model_dump(), return_state=True)
     if not state.is_completed():
         typer.secho(f"demo {state.name}: {state.message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1)

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from segopt_cli.common import fail, split_list
+from segopt_core.atomic import check_target_path
 
 zoo_app = typer.Typer(
     help="A random-init checkpoint zoo for demos and tests (no downloads).", no_args_is_help=True
@@ -43,14 +44,15 @@ def zoo_init(
         False, "--tiny", help="Tiny custom stand-ins (64x64, 8-16 channels) instead of full size."
     ),
     seed: int = typer.Option(0, help="Random-init seed."),
+    overwrite: bool = typer.Option(False, help="Replace checkpoints of the same name already there."),
 ) -> None:
     """Write random-init checkpoints named like the official releases, so every flow runs without weights."""
     from segopt_core.checkpoints import CheckpointError, init_zoo
 
-    if out_dir.exists() and not out_dir.is_dir():
-        fail(f"{out_dir} exists and is not a folder; pick another output folder")
+    check_target_path(out_dir, folder=True)
     try:
-        written = init_zoo(out_dir, split_list(cells), fmt, tiny=tiny, seed=seed, progress=True)
+        written = init_zoo(out_dir, split_list(cells), fmt, tiny=tiny, seed=seed, progress=True,
+                           overwrite=overwrite)  # fmt: skip
     except (KeyError, CheckpointError) as exc:
         fail(str(exc).strip("'\""))
     for path in written:
@@ -63,14 +65,16 @@ def zoo_convert(
     out: Path = typer.Argument(..., help="Output file (or folder for --format hf)."),
     fmt: str = typer.Option("hf", "--format", help="hf | safetensors | nvlabs (alias mmseg) | mmseg1"),
     cell: str = typer.Option(None, help="Insist on this cell (checked against the weights)."),
+    overwrite: bool = typer.Option(False, help="Replace OUT when it exists."),
 ) -> None:
     """Convert a checkpoint to another format (e.g. an NVlabs .pth to an HF folder)."""
     from segopt_core.checkpoints import CheckpointError, convert_checkpoint
 
     if not src.exists():
         fail(f"no such file or folder: {src}")
+    check_target_path(out)
     try:
-        written = convert_checkpoint(src, out, fmt, cell=cell)
+        written = convert_checkpoint(src, out, fmt, cell=cell, overwrite=overwrite)
     except (KeyError, CheckpointError) as exc:
         fail(str(exc).strip("'\""))
     typer.echo(str(written))

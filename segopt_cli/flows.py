@@ -12,7 +12,9 @@ import typer
 
 from segopt_cli.common import (
     BACKENDS_OPTION,
+    FAILED_EXIT,
     PRECISIONS_OPTION,
+    USAGE_EXIT,
     VARIANTS_OPTION,
     fail,
     parse_batch_sizes,
@@ -30,27 +32,12 @@ DASK_HELP = "Dask scheduler, e.g. tcp://HOST:8786 (default SEGOPT_DASK_ADDRESS).
 UNTRACKED_HELP = "Do not log to MLflow (said in summary.md); else a dead tracking URI stops the run first."
 
 
-def _check_tracking(untracked: bool) -> None:
-    """The tracking URI answers (TrackingUnavailable, exit 2, within seconds) unless the run is untracked."""
-    from segopt_tracking.store import probe_tracking
-
-    if not untracked:
-        probe_tracking()
-
-
-def _check_data(data: Path, limit: int | None) -> None:
-    """Fail fast (exit 2, one line) on a dataset the evaluations could not read, before anything is built."""
-    from segopt_core.data import DatasetError
-    from segopt_core.pipeline.stages import check_data
-
-    try:
-        check_data(data, limit)
-    except DatasetError as err:
-        fail(str(err))
-
-
 def _sizes(batch_sizes: list[int]) -> str:
     return ",".join(map(str, batch_sizes))
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _reason(state) -> str:
@@ -74,21 +61,39 @@ def _debug() -> bool:
     return bool(context and context.find_root().params.get("debug"))
 
 
-def _run(flow, task_runner: str | None, dask_address: str | None, **params) -> None:
-    """Run a flow with the chosen task runner (default: the settings'); exit 1 with the reason on failure."""
-    from flows.lifecycle import prepare_ad_hoc_run
-    from flows.runners import make_task_runner
+def _failure_code(state) -> int:
+    """2 when the flow stopped on bad input (a ValueError-based domain error), else 1 (the work failed)."""
+    from segopt_core.errors import SegoptError
+
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # the result could not be read back: the work failed
+        return FAILED_EXIT
+    return USAGE_EXIT if isinstance(exc, SegoptError) and isinstance(exc, ValueError) else FAILED_EXIT
+
+
+def _run(flow_path: str, params, task_runner: str | None, dask_address: str | None) -> None:
+    """Check the parameters' inputs, then run the flow ('module:function') with the chosen task runner
+    (default: the settings'); exit 2 on bad input, 1 with the reason when the work failed."""
+    import importlib
+
+    from flows.parameters import TASK_RUNNERS, preflight
+    from segopt_core.pipeline.selection import check_names
     from segopt_core.settings import load_settings
 
     settings = load_settings()
-    try:
-        runner = make_task_runner(task_runner or settings.task_runner, dask_address or settings.dask_address)
-    except ValueError as exc:
-        fail(str(exc))
+    check_names("task runner", [task_runner or settings.task_runner], TASK_RUNNERS)
+    preflight(params)  # before Prefect or torch's heavier half load: the paths, the data set, the work folder
+    from flows.lifecycle import prepare_ad_hoc_run
+    from flows.runners import make_task_runner
+
+    module, name = flow_path.split(":")
+    flow = getattr(importlib.import_module(module), name)
+    runner = make_task_runner(task_runner or settings.task_runner, dask_address or settings.dask_address)
     prepare_ad_hoc_run(flow.name, _debug())  # SIGTERM/SIGINT stop it in seconds; no child server outlives it
-    state = flow.with_options(task_runner=runner)(**params, return_state=True)
+    state = flow.with_options(task_runner=runner)(**params.model_dump(), return_state=True)
     if not state.is_completed():
-        fail(f"{flow.name} {state.name.lower()}: {_reason(state)}", code=1)
+        fail(f"{flow.name} {state.name.lower()}: {_reason(state)}", code=_failure_code(state))
     report = Path(state.result())
     typer.echo(f"report: {report / 'summary.md'}")
 
@@ -118,27 +123,14 @@ def optimize_all_command(
     untracked: bool = typer.Option(False, "--untracked", help=UNTRACKED_HELP),
 ) -> None:
     """Discover checkpoints, build every variant, benchmark, verify accuracy, report and track."""
-    _check_tracking(untracked)  # first: seconds, before torch is even imported
-    import torch
-
-    from segopt_core.pipeline.jobs import check_run_options
-
-    cells, backends, precisions, variants = map(split_list, (cells, backends, precisions, variants))
-    sizes = parse_batch_sizes(batch_sizes)
-    check_run_options(cells, backends, precisions, variants, sizes, torch.cuda.is_available())  # exit 2
-    if data is not None:
-        _check_data(data, limit)
-    from flows.optimize_all import optimize_all
-
-    params = OptimizeAllParams(
-        paths=[str(p) for p in paths] if paths else None, cells=cells, backends=backends,
-        precisions=precisions, variants=variants, batch_sizes=sizes,
-        data_dir=str(data) if data else None, limit=limit, warmup=warmup, iters=iters,
-        min_miou_ratio=min_miou_ratio, work_dir=str(work_dir) if work_dir else None,
-        report_dir=str(report_dir) if report_dir else None, demo_zoo_if_empty=demo_zoo, log_models=log_models,
-        track=not untracked,
+    params = OptimizeAllParams.from_cli(
+        paths=[str(p) for p in paths or ()], cells=split_list(cells), backends=split_list(backends),
+        precisions=split_list(precisions), variants=split_list(variants),
+        batch_sizes=parse_batch_sizes(batch_sizes), data_dir=_text(data), limit=limit, warmup=warmup,
+        iters=iters, min_miou_ratio=min_miou_ratio, work_dir=_text(work_dir), report_dir=_text(report_dir),
+        demo_zoo_if_empty=demo_zoo, log_models=log_models, track=not untracked,
     )  # fmt: skip
-    _run(optimize_all, task_runner, dask_address, **params.model_dump())
+    _run("flows.optimize_all:optimize_all", params, task_runner, dask_address)
 
 
 def nightly_benchmark_command(
@@ -165,21 +157,13 @@ def nightly_benchmark_command(
     untracked: bool = typer.Option(False, "--untracked", help=UNTRACKED_HELP),
 ) -> None:
     """Re-benchmark the stored artifacts, append to the history and flag regressions."""
-    _check_tracking(untracked)  # first: seconds, before torch is even imported
-    from segopt_core.pipeline.stored import check_nightly_options
-    from segopt_core.settings import load_settings
-
-    cells, variants, sizes = split_list(cells), split_list(variants), parse_batch_sizes(batch_sizes)
-    check_nightly_options((work_dir or load_settings().work_dir) / "artifacts", cells, variants, sizes)
-    from flows.nightly import nightly_benchmark
-
-    params = NightlyParams(
-        cells=cells, variants=variants, batch_sizes=sizes, warmup=warmup,
-        iters=iters, window=window, threshold=threshold, fail_on_regression=fail_on_regression,
-        work_dir=str(work_dir) if work_dir else None, report_dir=str(report_dir) if report_dir else None,
+    params = NightlyParams.from_cli(
+        cells=split_list(cells), variants=split_list(variants), batch_sizes=parse_batch_sizes(batch_sizes),
+        warmup=warmup, iters=iters, window=window, threshold=threshold,
+        fail_on_regression=fail_on_regression, work_dir=_text(work_dir), report_dir=_text(report_dir),
         track=not untracked,
     )  # fmt: skip
-    _run(nightly_benchmark, task_runner, dask_address, **params.model_dump())
+    _run("flows.nightly:nightly_benchmark", params, task_runner, dask_address)
 
 
 def register(app: typer.Typer) -> None:

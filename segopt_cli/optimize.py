@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from segopt_cli.common import fail
+from segopt_cli.common import fail, fail_on
 
 
 def optimize_command(
@@ -28,7 +28,7 @@ def optimize_command(
     as_json: bool = typer.Option(False, "--json", help="Print the artifact metadata as JSON."),
 ) -> None:
     """Build one optimized variant of a checkpoint, verify it against fp32 and print its artifact folder."""
-    from segopt_core.atomic import is_disk_full
+    from segopt_core.atomic import check_target_path, is_disk_full
     from segopt_core.backends import (
         ArtifactStore,
         BackendUnavailable,
@@ -41,6 +41,7 @@ def optimize_command(
     from segopt_core.settings import load_settings
 
     store_root = out or load_settings().artifacts_dir
+    check_target_path(store_root, folder=True)
     try:
         calibration = CalibrationOptions(calib_method, calib_images) if precision == "int8-static" else None
         options = VariantOptions(backend, precision, fold_decode_head, calibration, preset, device)
@@ -57,10 +58,12 @@ def optimize_command(
         raise typer.Exit(code=3) from None
     except Exception as err:
         if is_disk_full(err):  # an OSError, or a library's error carrying ENOSPC: one line naming the store
-            fail(f"artifact store {store_root}: no space left on device; free some space and run again")
-        if not isinstance(err, (ValueError, RuntimeError, KeyError, OSError)):
+            fail(f"artifact store {store_root}: no space left on device; free some space and run again", 1)
+        if isinstance(err, KeyError):  # an unknown name: the message lists the valid ones
+            fail(str(err).strip("'\""))
+        if not isinstance(err, (ValueError, RuntimeError, OSError)):
             raise
-        fail(str(err).strip("'\""))
+        fail_on(err)  # bad input 2 (ValueError-based), failed work 1 (e.g. verification)
     if as_json:
         typer.echo(json.dumps({"path": str(artifact.path), **artifact.metadata}, indent=2, default=str))
         return
@@ -91,24 +94,48 @@ def predict_command(
     out: Path = typer.Option(Path("masks"), help="Output folder for the colour masks."),
 ) -> None:
     """Segment images with any artifact and write colour masks (the spec's palette) as PNGs."""
+    from segopt_core.atomic import check_target_path, make_parents, remove_empty
+
+    for path in images:  # before anything is loaded, imported or created
+        if not path.is_file():
+            fail(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such image file'}")
+    check_target_path(out, folder=True)
     import cv2
 
-    from segopt_core.backends import load_predictor, read_metadata
+    from segopt_core.backends import ArtifactError, load_predictor, read_metadata
     from segopt_core.backends.source import spec_from_dict
     from segopt_core.data import read_image
     from segopt_core.evaluation import predict_mask
 
+    made = []
     try:
         predictor = load_predictor(artifact)
         spec = spec_from_dict(read_metadata(artifact)["spec"])
-        out.mkdir(parents=True, exist_ok=True)
+        made = make_parents(out / "mask.png")
         for path in images:
             mask = predict_mask(predictor, read_image(path), spec)
             target = out / f"{path.stem}.png"
-            cv2.imwrite(str(target), cv2.cvtColor(colour_mask(mask, spec.dataset.palette), cv2.COLOR_RGB2BGR))
+            write_png(target, cv2.cvtColor(colour_mask(mask, spec.dataset.palette), cv2.COLOR_RGB2BGR))
             typer.echo(str(target))
     except (ValueError, RuntimeError, OSError) as err:
-        fail(str(err))
+        remove_empty(made)  # a failure before the first mask leaves no empty --out folder
+        if isinstance(err, ArtifactError):  # the folder the user named is not a usable artifact: bad input
+            fail(str(err))
+        fail_on(err)
+
+
+def write_png(path: Path, image) -> None:
+    """One PNG, written atomically (OSError naming the file when it cannot be encoded or written)."""
+    import errno
+
+    import cv2
+
+    from segopt_core.atomic import write_bytes_atomic
+
+    ok, png = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(errno.EINVAL, "cannot encode the mask as PNG", str(path))
+    write_bytes_atomic(path, png.tobytes())
 
 
 def register(app: typer.Typer) -> None:

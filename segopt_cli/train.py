@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from segopt_cli.common import fail
+from segopt_core.atomic import check_target_path
 
 
 def _default_out(cell: str | None, tiny: bool, crop: int | None) -> Path:
@@ -48,30 +49,33 @@ def train_command(
     mlflow: bool = typer.Option(False, "--mlflow", help="Track params and curves in MLflow (tracking URI)."),
 ) -> None:
     """Train (or fine-tune) a SegFormer with SegFormer's recipe; writes best/ and latest/ HF folders."""
-    from segopt_core.train import TrainError, cell_for_data, load_config, train
+    from segopt_core.train import cell_for_data, load_config, train
 
     if tiny and cell:
         fail("give --cell NAME or --tiny, not both")
     if not (tiny or cell or init != "scratch"):
         fail("say what to train: --cell NAME, --tiny, or --init CHECKPOINT")
+    for flag, path in (("--init", None if init == "scratch" else Path(init)),
+                       ("--pretrained-encoder", pretrained_encoder)):  # fmt: skip
+        if path is not None and not path.exists():
+            fail(f"{flag} {path}: no such file or folder")
+    if out is not None:
+        check_target_path(out, folder=True)
     overrides = {"iters": iters, "epochs": epochs, "val_interval": val_every, "crop_size": crop, "lr": lr,
                  "batch_size": batch_size, "device": device, "amp": amp, "seed": seed}  # fmt: skip
     try:
         recipe = load_config(config, preset_name=preset, **overrides)
         spec = cell_for_data(cell, tiny, data)
-    except (ValueError, KeyError) as exc:
+    except KeyError as exc:  # an unknown preset or cell: the message lists the valid names
         fail(str(exc).strip("'\""))
     out_dir = out or _default_out(cell, tiny, crop)
     tracker = _tracker(recipe, spec, data, init, resume) if mlflow else None
-    try:
+    try:  # a domain error ends as one line (exit 2 bad input, 1 failed work: segopt_cli.common.error_line)
         result = train(data, spec, recipe, out_dir, init=init, pretrained_encoder=pretrained_encoder,
                        resume=resume, on_metrics=tracker, progress=True)  # fmt: skip
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+    except BaseException:
         _finish(tracker, False)
-        fail(str(exc).strip("'\""))
-    except (TrainError, RuntimeError) as exc:
-        _finish(tracker, False)
-        fail(str(exc), code=1)
+        raise
     if tracker is not None:
         tracker.log_folder(result.model_dir, "best_model" if result.best_dir else "model")
     _finish(tracker, True)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from segopt_cli.common import fail, parse_size
+from segopt_cli.common import FAILED_EXIT, USAGE_EXIT, fail, parse_size
+from segopt_core.atomic import is_disk_full
 
 
 def video(
@@ -68,6 +69,7 @@ def video(
     from segopt_core.video.pipeline import model_threads, resolve_predictor
 
     summary = summary or out.with_suffix(".json")
+    _check_options(out, summary, device)
     try:
         policy = parse_keyframes(keyframes)
         smoothing = SmoothingOptions(
@@ -103,9 +105,8 @@ def video(
             options=options,
             gt_masks=gt_masks,
         )
-    except (VideoError, ValueError, KeyError) as exc:
-        fail(str(exc).strip("'\""))
-        return
+    except (VideoError, ValueError, KeyError) as exc:  # bad input 2; a full disk is failed work (1)
+        fail(str(exc).strip("'\""), FAILED_EXIT if is_disk_full(exc) else USAGE_EXIT)
     shown = {key: result[key] for key in ("performance", "keyframes", "stages", "consistency")}
     typer.echo(json.dumps(shown, indent=2))
     typer.echo(f"wrote {out} ({result['frames']['written']} frames) and {summary}")
@@ -118,6 +119,20 @@ def _batch_size(text: str) -> int | None:
     if not text.strip().isdigit() or int(text) < 1:
         fail(f"--batch-size {text}: the valid forms are 'auto' or a positive integer")
     return int(text)
+
+
+def _check_options(out: Path, summary: Path, device: str) -> None:
+    """One line (exit 2) for an output path that cannot be written or a device this torch lacks."""
+    import torch
+
+    from segopt_core.atomic import check_target_path
+
+    for path in (out, summary):
+        check_target_path(path)
+    if device not in ("cpu", "cuda"):
+        fail(f"--device {device!r}: must be cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda: this torch has no usable CUDA device (a CPU build, or no GPU); use --device cpu")
 
 
 def register(app: typer.Typer) -> None:

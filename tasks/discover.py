@@ -7,7 +7,8 @@ from dataclasses import replace
 from prefect import get_run_logger, task
 
 from segopt_core.pipeline.cache import ResultCache
-from segopt_core.pipeline.jobs import CheckpointRef, VariantJob, find_checkpoints
+from segopt_core.pipeline.discovery import find_checkpoints
+from segopt_core.pipeline.jobs import CheckpointRef, VariantJob
 from segopt_core.pipeline.record import VariantRecord
 
 

@@ -11,6 +11,7 @@ the file and the mismatch.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from segopt_core.atomic import FILE_MODE
 from segopt_core.backends.errors import ArtifactError
 
 MAX_BATCH = 16
@@ -159,6 +161,7 @@ def compile_package(
             torch._inductor.aoti_compile_and_package(
                 program, package_path=str(tmp), inductor_configs=dict(inductor_configs)
             )
+        os.chmod(tmp, FILE_MODE)  # the one mode policy (segopt_core/atomic.py)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -25,10 +25,18 @@ import numpy as np
 from torch import nn
 
 from segopt_core import lifecycle
-from segopt_core.atomic import write_json_atomic
+from segopt_core.atomic import apply_modes, write_json_atomic
 from segopt_core.backends.batching import apply_micro_batch, measure_micro_batch
 from segopt_core.backends.errors import ArtifactError, CalibrationError
 from segopt_core.backends.folding import fold_decode_head
+from segopt_core.backends.integrity import (
+    METADATA_FILE,
+    check_listed_files,
+    file_record,
+    listed_path,
+    sha256_bytes_file,
+    verify_loaded_files,
+)
 from segopt_core.backends.options import VariantOptions
 from segopt_core.backends.registry import get_backend
 from segopt_core.backends.source import spec_to_dict
@@ -37,7 +45,6 @@ from segopt_core.models import parameter_count
 from segopt_core.variants import CellSpec
 
 FORMAT_VERSION = 1
-METADATA_FILE = "metadata.json"
 MIN_CALIBRATION_IMAGES = 4
 
 
@@ -74,20 +81,6 @@ class Artifact:
 # --- files and metadata --------------------------------------------------------------------------------
 
 
-def sha256_bytes_file(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_record(path: Path) -> dict:
-    """{size, sha256} of one artifact file."""
-    return {"size": path.stat().st_size, "sha256": sha256_bytes_file(path)}
-
-
 def file_records(folder: Path) -> dict[str, dict]:
     """{relative name: {size, sha256}} of every file in an artifact folder except metadata and locks."""
     return {
@@ -102,9 +95,9 @@ def read_metadata(folder: str | Path) -> dict:
     path = Path(folder) / METADATA_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ArtifactError(
-            f"{path}: not found; {folder} is not a segopt artifact (run `segopt optimize`)"
+            f"{folder}: not a segopt artifact (no {METADATA_FILE}); build one with `segopt optimize`"
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path}: invalid JSON ({exc}); delete the folder and rebuild") from None
@@ -120,15 +113,7 @@ def check_artifact(folder: str | Path) -> dict:
     for key in ("slug", "options", "files", "spec", "verification"):
         if key not in meta:
             raise ArtifactError(f"{folder / METADATA_FILE}: missing key {key!r}; rebuild the artifact")
-    for name, rec in meta["files"].items():
-        path = folder / name
-        if not path.is_file():
-            raise ArtifactError(f"{path}: missing; rebuild the artifact")
-        if path.stat().st_size != rec["size"]:
-            raise ArtifactError(
-                f"{path}: {path.stat().st_size} bytes, metadata says {rec['size']} (truncated?); "
-                "rebuild the artifact"
-            )
+    check_listed_files(folder, meta)  # inside the folder (no '..', absolute or symlinked name), full size
     _check_packages(folder, meta)
     return meta
 
@@ -143,7 +128,7 @@ def _check_packages(folder: Path, meta: dict) -> None:
             "rebuild the artifact"
         )
     for entry in meta.get("packages") or []:
-        path, record = folder / entry["file"], meta["files"].get(entry["file"])
+        path, record = listed_path(folder, entry["file"]), meta["files"].get(entry["file"])
         if record is None or sha256_bytes_file(path) != record["sha256"]:
             raise ArtifactError(
                 f"{path}: contents differ from the metadata's sha256 (corrupt?); rebuild the artifact"
@@ -257,6 +242,7 @@ class ArtifactStore:
         tmp.mkdir()
         try:
             meta = self._build_into(model, spec, sha256, options, calib, tmp)
+            apply_modes(tmp)  # the one mode policy (safetensors writes 0600)
             return Artifact(_publish(tmp, folder, replace_valid=force), meta)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -376,9 +362,17 @@ def _is_valid(folder: Path) -> bool:
 
 
 def load_predictor(artifact: str | Path | Artifact, *, num_threads: int | None = None):
-    """Load any artifact folder as a Predictor (BackendUnavailable where its backend cannot run here)."""
+    """Load any artifact folder as a Predictor (BackendUnavailable where its backend cannot run here).
+
+    Only what the metadata vouches for is loaded: every file the backend reads is listed, inside the
+    folder, and has its recorded size and sha256; the backend checks the model's classes and input.
+    """
     folder = artifact.path if isinstance(artifact, Artifact) else Path(artifact)
     meta = check_artifact(folder)
+    verify_loaded_files(folder, meta)
     options = VariantOptions.from_dict(meta["options"])
-    predictor = get_backend(options.backend).module().load(folder, meta, options, num_threads=num_threads)
+    try:
+        predictor = get_backend(options.backend).module().load(folder, meta, options, num_threads=num_threads)
+    except KeyError as exc:  # a key the backend needs (model_file, packages, ...) is missing
+        raise ArtifactError(f"{folder / METADATA_FILE}: missing key {exc}; rebuild the artifact") from None
     return apply_micro_batch(predictor, meta)

@@ -6,14 +6,17 @@ quantization are baked in.  On CUDA (fp16, bf16, fp32) the same export is compil
 CUDA package (`*-cuda.pt2`, batch up to 64), optionally replayed as one CUDA graph per input shape
 (`extra=(("cuda_graphs", "on"),)`).  Loading a package takes seconds and never compiles.  An input size
 the packages do not serve (not a multiple of 32, e.g. a whole-image evaluation) is compiled once, on first
-use, into a new static package that is added to the artifact for every later load.  The fp32 source
-weights stay in the artifact: they are the reference, and what a new size is compiled from.
+use, into a new static package that is verified against the fp32 model like a build, logged, and added to
+the artifact for every later load (PackagedPredictor).  The fp32 source weights stay in the artifact: they
+are the reference, and what a new size is compiled from.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -23,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from segopt_core.backends import aoti, attention, torch_backends
-from segopt_core.backends.errors import ArtifactError, BackendUnavailable, VerificationError
+from segopt_core.backends.errors import ArtifactError, BackendUnavailable, ReadOnlyArtifact, VerificationError
 from segopt_core.backends.folding import fold_decode_head
+from segopt_core.backends.integrity import check_classes, verify_loaded_files
 from segopt_core.backends.options import VariantOptions
 from segopt_core.backends.quiet import quiet_library_warnings
 from segopt_core.backends.source import save_source
@@ -267,9 +271,14 @@ class CudaGraphs:
 class PackagedPredictor:
     """The Predictor over an artifact's packages: picks the package serving each input size, loading it once.
 
-    A size no package serves is compiled from the source weights (not re-verified) and added to the
-    artifact (file written atomically, metadata.json rewritten atomically under a lock), so each size is
-    compiled once per artifact; `metadata` (the dict given to `load`) is updated in place.
+    Each package is checked when it is loaded: its sha256 where the artifact's load did not check it yet,
+    then one call on the smallest input it serves (its classes and output size against the metadata).
+    A size no package serves is compiled on first use from the source weights, verified against the fp32
+    model at that size like a build, logged, and added to the artifact (file written atomically,
+    metadata.json rewritten atomically under a lock), so each size is compiled once per artifact;
+    `metadata` (the dict given to `load`) is updated in place. The time that takes inside calls is in
+    `first_use_seconds` (the benchmark keeps it out of first_call_ms) and the entries in
+    `compiled_on_first_use`. A read-only artifact cannot take a new package: ReadOnlyArtifact says what to do.
     """
 
     def __init__(
@@ -280,6 +289,9 @@ class PackagedPredictor:
         requested = cuda_graphs_requested(options) if cuda_graphs is None else cuda_graphs
         self.cuda_graphs = requested and torch.device(self.device).type == "cuda"
         self.runners: dict[str, object] = {}
+        self.vouched = {entry["file"] for entry in metadata.get("packages") or []}  # checked by the load
+        self.first_use_seconds = 0.0
+        self.compiled_on_first_use: list[dict] = []
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
@@ -302,9 +314,32 @@ class PackagedPredictor:
         entry = self._entry_for(height, width) or self._add_package(height, width)
         if entry["file"] not in self.runners:
             aoti.check_machine(entry, self.folder)
+            if entry["file"] not in self.vouched:  # recorded by another process since this load
+                verify_loaded_files(self.folder, self.metadata, [entry["file"]])
             runner = aoti.load_package(self.folder / entry["file"])
+            self._check_contract(runner, entry)
             self.runners[entry["file"]] = CudaGraphs(runner) if self.cuda_graphs else runner
         return self.runners[entry["file"]]
+
+    def _check_contract(self, runner, entry: dict) -> None:
+        """One call on the smallest input the package serves: its classes and output size as metadata says."""
+        shapes = aoti.PackageShapes(**entry["shapes"])
+        h, w = (aoti.MIN_SIDE, aoti.MIN_SIDE) if shapes.dynamic_hw else (shapes.height, shapes.width)
+        path = self.folder / entry["file"]
+        try:
+            with torch.inference_mode():
+                out = runner(torch.zeros(1, 3, h, w, device=self.device))
+        except Exception as exc:  # e.g. a static package listed as dynamic
+            raise ArtifactError(
+                f"{path}: does not run on a 1x3x{h}x{w} input its metadata says it serves "
+                f"({type(exc).__name__}); rebuild the artifact"
+            ) from None
+        check_classes(path, int(out.shape[1]), self.metadata)
+        if tuple(out.shape[2:]) != (-(-h // 4), -(-w // 4)):
+            raise ArtifactError(
+                f"{path}: returns {tuple(out.shape)} for a 1x3x{h}x{w} input, not (1, C, H/4, W/4); "
+                "rebuild the artifact"
+            )
 
     def _entry_for(self, height: int, width: int) -> dict | None:
         """The first package entry whose shapes serve (height, width)."""
@@ -314,35 +349,84 @@ class PackagedPredictor:
         return None
 
     def _add_package(self, height: int, width: int) -> dict:
-        """Compile a package for a new size and record it in the artifact (once, across processes)."""
+        """Compile, verify and record a package for a new size (once, across processes)."""
         from segopt_core.lifecycle import file_lock
 
-        with file_lock(self.folder / ".packages.lock"):
-            self._reload_packages()
-            entry = self._entry_for(height, width)
-            if entry is not None:  # another process added it meanwhile
-                return entry
-            start = time.perf_counter()
-            entry = self._compile_size(aoti.shapes_for(height, width, aoti.max_batch_for(self.device)))
-            entry |= {"added_on_first_use": True, "first_use_seconds": round(time.perf_counter() - start, 3)}
-            self.metadata["packages"].append(entry)
-            self.metadata.setdefault("model_files", []).append(entry["file"])
-            self._persist(entry)
+        start = time.perf_counter()
+        try:
+            self._check_writable(height, width)
+            with file_lock(self.folder / ".packages.lock"):
+                entry = self._add_package_locked(height, width)
+        except PermissionError as exc:  # the lock file could not be made: same answer as a read-only folder
+            raise self._read_only(height, width) from exc
+        except OSError as exc:
+            if exc.errno != errno.EROFS:
+                raise
+            raise self._read_only(height, width) from None
+        self.first_use_seconds += time.perf_counter() - start
+        return entry
+
+    def _add_package_locked(self, height: int, width: int) -> dict:
+        self._reload_packages()
+        entry = self._entry_for(height, width)
+        if entry is not None:  # another process added it meanwhile
+            return entry
+        start = time.perf_counter()
+        entry, model = self._compile_size(aoti.shapes_for(height, width, aoti.max_batch_for(self.device)))
+        entry["verification"] = self._verify_size(entry, model, height, width)
+        entry |= {"added_on_first_use": True, "first_use_seconds": round(time.perf_counter() - start, 3)}
+        self.metadata["packages"].append(entry)
+        self.metadata.setdefault("model_files", []).append(entry["file"])
+        self.vouched.add(entry["file"])
+        self._persist(entry)
+        self.compiled_on_first_use.append(entry)
         log.warning(
-            "%s: no package served %dx%d; compiled one in %.1f s and added it to %s (once per size)",
-            self.name, height, width, entry["first_use_seconds"], self.folder,
+            "%s: no package served %dx%d: compiled one on first use in %.1f s, verified it against the fp32 "
+            "model (max rel diff %.2g, argmax agreement %.4f) and added it to %s (once per size)",
+            self.name, height, width, entry["first_use_seconds"], entry["verification"]["max_rel_diff"],
+            entry["verification"]["argmax_agreement"], self.folder,
         )  # fmt: skip
         return entry
 
-    def _compile_size(self, shapes: aoti.PackageShapes) -> dict:
-        """Rebuild the variant's graph from the source weights and compile it for `shapes`."""
+    def _verify_size(self, entry: dict, model: nn.Module, height: int, width: int) -> dict:
+        """The new package against the fp32 source model at its size (the build's tolerances)."""
+        from segopt_core.backends.verify import verify_at
+
+        path = self.folder / entry["file"]
+        runner = aoti.load_package(path)
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return runner(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+        try:
+            return verify_at(model.cpu(), predict, (1, 3, height, width), self.precision, self.name)
+        except VerificationError:
+            path.unlink(missing_ok=True)  # never left for a later load to pick up
+            raise
+
+    def _check_writable(self, height: int, width: int) -> None:
+        """ReadOnlyArtifact before minutes of compiling that could not be kept."""
+        if not os.access(self.folder, os.W_OK):
+            raise self._read_only(height, width)
+
+    def _read_only(self, height: int, width: int) -> ReadOnlyArtifact:
+        return ReadOnlyArtifact(
+            f"{self.folder}: read-only, and none of its packages serves {height}x{width} inputs (compiling "
+            "one needs to add it to the artifact); copy the artifact to a writable folder, or add that size "
+            f"once where it is writable (`segopt benchmark --artifact DIR --input-size {height}x{width}`)"
+        )
+
+    def _compile_size(self, shapes: aoti.PackageShapes) -> tuple[dict, nn.Module]:
+        """Rebuild the variant's graph from the source weights and compile it for `shapes`; the entry and
+        the fp32 model it was compiled from."""
         model, spec = prepare_model(self.folder, self.metadata, self.options)
         calib = None
         if self.metadata.get("calibration_file"):
             from safetensors.torch import load_file
 
             calib = load_file(str(self.folder / self.metadata["calibration_file"]))["images"]
-        return build_package(model, self.options, shapes, self.folder, spec.crop_size, calib)
+        return build_package(model, self.options, shapes, self.folder, spec.crop_size, calib), model
 
     def _reload_packages(self) -> None:
         """Pick up packages another process recorded in metadata.json (no-op while the artifact builds)."""

@@ -17,6 +17,11 @@ class ArtifactError(SegoptError, RuntimeError):
     """An artifact folder is missing, truncated or not a segopt artifact."""
 
 
+class ReadOnlyArtifact(ArtifactError, ValueError):
+    """An artifact that would need a new file (a size compiled on first use) is read-only: the user can copy
+    it or add the size where it is writable (bad input: exit 2)."""
+
+
 class OnnxModelError(SegoptError, ValueError):
     """An ONNX file is not a SegFormer export segopt can run (wrong inputs/outputs, truncated)."""
 

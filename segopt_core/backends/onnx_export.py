@@ -68,6 +68,13 @@ def _rank_and_dims(value_info) -> list:
 
 def check_segformer_io(path: Path) -> tuple[str, str]:
     """(input name, output name) of a SegFormer-like ONNX file: one (N,3,H,W) input, one rank-4 output."""
+    io = segformer_io(path)
+    return io["input"], io["output"]
+
+
+def segformer_io(path: Path) -> dict:
+    """What an artifact checks a SegFormer-like ONNX file against: input and output names, output classes
+    (int, or a name when symbolic), the input's element type and the external data files it would read."""
     import onnx
 
     try:
@@ -90,4 +97,18 @@ def check_segformer_io(path: Path) -> tuple[str, str]:
             f"{path}: input {inputs[0].name} has dims {in_dims}, output {outputs[0].name} dims {out_dims}; "
             "a SegFormer export takes (N,3,H,W) and returns (N,C,H/4,W/4)"
         )
-    return inputs[0].name, outputs[0].name
+    elem_type = onnx.helper.tensor_dtype_to_np_dtype(inputs[0].type.tensor_type.elem_type)
+    external = [
+        entry.value
+        for tensor in model.graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    ]
+    return {
+        "input": inputs[0].name,
+        "output": outputs[0].name,
+        "classes": out_dims[1],
+        "input_type": str(elem_type),
+        "external": sorted(set(external)),
+    }

@@ -166,20 +166,53 @@ def compile_config(options: VariantOptions, num_threads: int | None) -> dict:
 def load(
     folder: Path, metadata: dict, options: VariantOptions, num_threads: int | None = None
 ) -> OpenVinoPredictor:
-    """Read the IR from an artifact folder and compile it for the CPU."""
+    """Read the IR (model.xml + its weights model.bin) from an artifact folder and compile it for the CPU;
+    its classes and input are checked against the metadata."""
     check_available(options)
     ov = openvino()
-    path = folder / metadata.get("model_file", MODEL_FILE)
+    path = folder / metadata["model_file"]
+    weights = path.with_suffix(".bin")
     core = ov.Core()
     try:
-        model = core.read_model(str(path))
+        model = core.read_model(str(path), str(weights))
+    except RuntimeError as exc:
+        reason = _reason(exc)
+        if "bin" in reason.lower() or "weights" in reason.lower():  # the .bin, not the .xml, is wrong
+            raise ArtifactError(f"{weights}: OpenVINO cannot read the IR's weights ({reason}): truncated, or "
+                                f"not {path.name}'s; delete {folder} to rebuild it") from None  # fmt: skip
+        raise ArtifactError(
+            f"{path}: OpenVINO cannot read this IR ({reason}); delete {folder} to rebuild it"
+        ) from None
+    _check_io(model, path, metadata)
+    try:
         compiled = core.compile_model(model, "CPU", compile_config(options, num_threads))
     except RuntimeError as exc:
-        msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(
-            f"{path}: OpenVINO cannot read or compile this IR ({msg}); delete {folder} to rebuild it"
+            f"{path}: OpenVINO cannot compile this IR ({_reason(exc)}); delete {folder} to rebuild it"
         ) from None
     return OpenVinoPredictor(compiled, options.slug, options.precision, "cpu")
+
+
+def _reason(exc: BaseException) -> str:
+    """OpenVINO's cause, without its "Exception from <file>" and "Check '...' failed at" lines."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
+    return (causes or lines or [type(exc).__name__])[-1][:300]
+
+
+def _check_io(model, path: Path, metadata: dict) -> None:
+    """The IR's output classes and input (N, 3, H, W) float32 against the artifact's metadata."""
+    from segopt_core.backends.integrity import check_classes, check_input
+
+    inputs, outputs = model.inputs, model.outputs
+    classes = outputs[0].get_partial_shape()[1] if len(outputs) == 1 else None
+    channels = inputs[0].get_partial_shape()[1] if len(inputs) == 1 else None
+    check_classes(path, classes.get_length() if classes is not None and classes.is_static else None, metadata)
+    check_input(
+        path,
+        channels.get_length() if channels is not None and channels.is_static else None,
+        inputs[0].get_element_type().to_dtype().name if len(inputs) == 1 else "?",
+    )
 
 
 def default_precision() -> str:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from segopt_core.backends.registry import BACKENDS as REGISTRY
 from segopt_core.cpuinfo import cpu_has_any
+from segopt_core.errors import OptionError
 
 BACKENDS = tuple(REGISTRY)  # declared, with their precisions and devices, in backends/registry.py
 PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
@@ -27,13 +28,13 @@ class CalibrationOptions:
 
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:
-            raise ValueError(
+            raise OptionError(
                 f"calibration method {self.method!r} is unknown; valid: {', '.join(CALIBRATION_METHODS)}"
             )
         if self.num_images < 1:
-            raise ValueError(f"calibration num_images must be >= 1, got {self.num_images}")
+            raise OptionError(f"calibration num_images must be >= 1, got {self.num_images}")
         if not 50.0 < self.percentile <= 100.0:
-            raise ValueError(f"calibration percentile must be in (50, 100], got {self.percentile}")
+            raise OptionError(f"calibration percentile must be in (50, 100], got {self.percentile}")
 
 
 @dataclass(frozen=True)
@@ -54,31 +55,31 @@ class VariantOptions:
         self._check_choice("device", self.device, DEVICES)
         backend = REGISTRY[self.backend]
         if self.precision not in backend.precisions:
-            raise ValueError(
+            raise OptionError(
                 f"backend {self.backend!r} does not implement precision {self.precision!r}; "
                 f"valid for it: {', '.join(backend.precisions)}"
             )
         if self.preset is not None:
             self._check_choice("preset", self.preset, PRESETS)
             if self.backend != "onnxruntime" or not self.precision.startswith("int8"):
-                raise ValueError(
+                raise OptionError(
                     "preset 'segformer-safe' applies to --backend onnxruntime with an int8 precision"
                 )
         if self.precision == "int8-static" and self.calibration is None:
             object.__setattr__(self, "calibration", CalibrationOptions())
         if self.precision != "int8-static" and self.calibration is not None:
-            raise ValueError(f"calibration options only apply to int8-static, not {self.precision!r}")
+            raise OptionError(f"calibration options only apply to int8-static, not {self.precision!r}")
         if backend.cuda_only or self.precision in backend.cuda_precisions:
             object.__setattr__(self, "device", "cuda")  # these exist only on CUDA
         if self.device not in backend.devices:
-            raise ValueError(
+            raise OptionError(
                 f"backend {self.backend!r} runs on {', '.join(backend.devices)} only, not {self.device!r}"
             )
 
     @staticmethod
     def _check_choice(what: str, value: object, valid: tuple[str, ...]) -> None:
         if value not in valid:
-            raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+            raise OptionError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
 
     @property
     def slug(self) -> str:

@@ -15,7 +15,7 @@ from torch import nn
 
 from segopt_core.backends.errors import ArtifactError, BackendUnavailable, OnnxModelError
 from segopt_core.backends.folding import fold_decode_head
-from segopt_core.backends.onnx_export import OPSET, check_segformer_io, export_onnx
+from segopt_core.backends.onnx_export import OPSET, check_segformer_io, export_onnx, segformer_io
 from segopt_core.backends.options import VariantOptions
 from segopt_core.variants import CellSpec
 
@@ -273,11 +273,16 @@ def quantize_int8_static(src: Path, dst: Path, options: VariantOptions, calib: n
 def load(
     folder: Path, metadata: dict, options: VariantOptions, num_threads: int | None = None
 ) -> OrtPredictor:
-    """An OrtPredictor for an artifact folder."""
-    path = folder / metadata.get("model_file", MODEL_FILE)
+    """An OrtPredictor for an artifact folder (its classes, input and external data checked first)."""
+    from segopt_core.backends.integrity import check_classes, check_input, verify_loaded_files
+
+    path = folder / metadata["model_file"]
     try:
-        input_name, _ = check_segformer_io(path)
+        io = segformer_io(path)
     except OnnxModelError as exc:
         raise ArtifactError(f"{exc}; delete {folder} to rebuild it") from None
+    check_classes(path, io["classes"], metadata)
+    check_input(path, 3, io["input_type"])
+    verify_loaded_files(folder, metadata, io["external"])  # ONNX Runtime would read these too
     session = make_session(path, options.device, num_threads)
-    return OrtPredictor(session, options.slug, options.precision, options.device, input_name)
+    return OrtPredictor(session, options.slug, options.precision, options.device, io["input"])

@@ -102,7 +102,14 @@ def load_source(folder: Path, metadata: dict) -> tuple[nn.Module, CellSpec]:
             f"{path}: cannot read source weights ({exc}); delete the folder to rebuild it"
         ) from None
     model = build_empty(metadata["model_kind"], spec, metadata.get("wrapped", True))
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # torch lists every mismatch over many lines: the first one says it
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+        raise ArtifactError(
+            f"{path}: the weights do not fit the artifact's cell {spec.name} ({spec.num_classes} classes): "
+            f"{first[:200]}; it was replaced or built for another cell (rebuild the artifact)"
+        ) from None
     modules = dict(model.named_modules())
     for name, eps in metadata.get("norm_eps", {}).items():
         modules[name].eps = eps

@@ -152,6 +152,4 @@ def load(
     folder: Path, metadata: dict, options: VariantOptions, num_threads: int | None = None
 ) -> TensorRTPredictor:
     """Load the engine of an artifact folder."""
-    return TensorRTPredictor(
-        folder / metadata.get("model_file", ENGINE_FILE), options.slug, options.precision
-    )
+    return TensorRTPredictor(folder / metadata["model_file"], options.slug, options.precision)

@@ -106,6 +106,22 @@ def verify_predictor(reference: nn.Module, predictor, spec: CellSpec, precision:
     return result
 
 
+def verify_at(
+    reference: nn.Module, predict, shape: tuple[int, int, int, int], precision: str, name: str
+) -> dict:
+    """verify_predictor's check at one given shape (a size compiled on first use): figures, else
+    VerificationError naming the variant, the size and the figures."""
+    tol = TOLERANCES[precision]
+    batch = verification_inputs(shape, seed=0)
+    figures = compare_logits(reference_logits(reference, batch), np.asarray(predict(batch), np.float32))
+    problems = _problems(figures, tol)
+    if problems:
+        raise VerificationError(
+            f"{name} ({precision}) failed verification at {shape[2]}x{shape[3]}: {'; '.join(problems)}"
+        )
+    return {**figures, "shape": list(shape), "tolerance": tol.__dict__, "passed": True}
+
+
 def _problems(worst: dict, tol: Tolerance) -> list[str]:
     """Human-readable reasons a verification failed (empty when it passed)."""
     if not worst["finite"]:

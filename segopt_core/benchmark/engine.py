@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from segopt_core.batches import DEFAULT_BATCH_SIZES, check_batch_sizes
 from segopt_core.benchmark.contention import QUALITY_OK, QUALITY_SUSPECT, ContentionProbe, quality_flags
 from segopt_core.benchmark.fingerprint import machine_fingerprint
 from segopt_core.benchmark.memory import MIB, PeakMemory
@@ -27,7 +28,6 @@ from segopt_core.predictor import Predictor
 from segopt_core.variants import CellSpec
 
 SCOPES = ("model", "e2e")
-DEFAULT_BATCH_SIZES = (1, 4, 8)
 # Lower-cased fragments of the messages CUDA, ONNX Runtime and TensorRT use for allocation failures.
 _OOM_MARKERS = (
     "out of memory",
@@ -99,14 +99,6 @@ def input_hw(shape: CellSpec | tuple[int, int]) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise BenchmarkError(f"input size must be positive, got {shape!r}")
     return h, w
-
-
-def _check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
-    """Sorted unique positive batch sizes."""
-    sizes = sorted({int(b) for b in batch_sizes})
-    if not sizes or sizes[0] < 1:
-        raise BenchmarkError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    return sizes
 
 
 def _rounded(row: dict[str, Any], digits: int = 3) -> dict[str, Any]:
@@ -244,7 +236,7 @@ def benchmark_predictor(
     if scope not in SCOPES:
         raise BenchmarkError(f"scope {scope!r} is not one of {SCOPES}")
     timing = timing or TimingConfig(warmup_iters=warmup, iters=iters)
-    sizes = _check_batch_sizes(batch_sizes)
+    sizes = check_batch_sizes(batch_sizes)
     static = static_columns(predictor, model, model_path, param_count)
     static |= {"checkpoint_sha256": checkpoint_sha256, "load_ms": load_ms}
     name = variant or predictor.name
@@ -262,7 +254,9 @@ def benchmark_predictor(
         elif oom_at is not None:
             row.update(status="skipped", error=f"not run: batch size {oom_at} already ran out of memory")
         else:
+            compiling = _first_use_seconds(predictor)
             oom_at = _measure_into(row, call_for, batch_size, predictor.device, timing)
+            _keep_first_use_out(row, _first_use_seconds(predictor) - compiling)
         rows.append(row)
         _report(row, on_row)  # progress as each batch size ends; max_batch_ok is set once all have run
     return finish_rows(rows)
@@ -280,6 +274,20 @@ def static_columns(
         "model_size_mib": model_size_mib(module, model_path),
         "param_count": _first_known(param_count, _artifact_param_count(model_path), _param_count(module)),
     }
+
+
+def _first_use_seconds(predictor: Predictor) -> float:
+    """Seconds a predictor spent inside its calls compiling input sizes it had no code for (a torch-compile
+    artifact's packages compiled on first use); 0 for every other predictor."""
+    return float(getattr(predictor, "first_use_seconds", 0.0))
+
+
+def _keep_first_use_out(row: dict[str, Any], seconds: float) -> None:
+    """A size compiled on first use is a build step: say so in the row, and take its time (spent in the
+    first call at the new size) out of first_call_ms."""
+    row["compiled_on_first_use"] = seconds > 0
+    if seconds > 0 and row.get("first_call_ms") is not None:
+        row["first_call_ms"] = max(0.0, row["first_call_ms"] - seconds * 1e3)
 
 
 def _first_known(*values: int | None) -> int | None:
@@ -362,7 +370,7 @@ def status_rows(
     rows = [
         base_row(variant, precision, device, scope, shape, b, status=status, error=error,
                  checkpoint_sha256=checkpoint_sha256)
-        for b in _check_batch_sizes(batch_sizes)
+        for b in check_batch_sizes(batch_sizes)
     ]  # fmt: skip
     for row in rows:
         _report(row, on_row)

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 
 from segopt_core.errors import SegoptError
 
-# 2: load and quality columns (contended rows flagged); 3: `cell` (was `model`); 4: `_mib` (was `_mb`) and
-# the same-round pair (reference/paired latency, speedup)
+# 2: load and quality columns (contended rows flagged); 4 (3 was never released): `cell` (was `model`),
+# `_mib` (was `_mb`), the same-round pair (reference/paired latency, speedup), compiled_on_first_use
 SCHEMA_VERSION = 4
 _MIB = (
     "rss_before",
@@ -23,7 +23,7 @@ _MIB = (
     "gpu_mem_used_peak",
     "model_size",
 )
-# old name -> new name, for files written before a rename (3: the cell; 4: MiB columns said `_mb`)
+# old name -> new name, for files written before a rename
 RENAMED_COLUMNS = {"model": "cell", **{f"{name}_mb": f"{name}_mib" for name in _MIB}}
 STATUSES = ("ok", "oom", "failed", "skipped")
 _ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
@@ -65,7 +65,17 @@ _RUN = (
 )
 _TIMING = (
     Column("load_ms", "float64", "Time to load/build the predictor (loader callable), null if none given."),
-    Column("first_call_ms", "float64", "First call at this batch size (lazy init, compile, engine build)."),
+    Column(
+        "first_call_ms",
+        "float64",
+        "First call at this batch size (lazy init, session or engine set-up), without compiled_on_first_use.",
+    ),
+    Column(
+        "compiled_on_first_use",
+        "bool",
+        "A torch-compile package had no code for this input size: one was compiled, verified and added to "
+        "the artifact during the first call (its time is not in first_call_ms); null if not run.",
+    ),
     Column("warmup_iters", "int64", "Warm-up calls made (after the first call)."),
     Column("iters", "int64", "Timed calls the statistics are computed from."),
     Column("latency_ms_median", "float64", "Median latency of one call (whole batch), ms."),

@@ -1,9 +1,15 @@
 """Checkpoints: load HF / safetensors / NVlabs / MMSegmentation SegFormer weights, match them to cells,
-discover them in folders, and write random-init ones (the zoo)."""
+discover them in folders, and write random-init ones (the zoo).
+
+Everything beyond the formats (torch, transformers) is imported on first use, so that a command can
+check the paths it was given in its first second.
+"""
 
 from __future__ import annotations
 
-from segopt_core.checkpoints.discovery import DiscoveredCheckpoint, DiscoveryReport, RejectedFile, discover
+import importlib
+from typing import Any
+
 from segopt_core.checkpoints.formats import (
     FORMATS,
     Arch,
@@ -13,39 +19,40 @@ from segopt_core.checkpoints.formats import (
     normalize_format,
     sha256_file,
 )
-from segopt_core.checkpoints.loading import LoadedCheckpoint, inspect_checkpoint, load_checkpoint
-from segopt_core.checkpoints.matching import CellMatch, hints_from_name
-from segopt_core.checkpoints.mmseg_head import MMSegSegformer, MMSegSegformerHead
-from segopt_core.checkpoints.zoo import (
-    build_mmseg_model,
-    convert_checkpoint,
-    init_zoo,
-    release_name,
-    write_checkpoint,
-)
+
+_LAZY = {
+    "DiscoveredCheckpoint": "discovery",
+    "DiscoveryReport": "discovery",
+    "RejectedFile": "discovery",
+    "discover": "discovery",
+    "LoadedCheckpoint": "loading",
+    "inspect_checkpoint": "loading",
+    "load_checkpoint": "loading",
+    "CellMatch": "matching",
+    "hints_from_name": "matching",
+    "MMSegSegformer": "mmseg_head",
+    "MMSegSegformerHead": "mmseg_head",
+    "build_mmseg_model": "zoo",
+    "convert_checkpoint": "zoo",
+    "init_zoo": "zoo",
+    "release_name": "zoo",
+    "write_checkpoint": "zoo",
+}
 
 __all__ = [
     "FORMATS",
     "Arch",
-    "CellMatch",
     "CheckpointError",
-    "DiscoveredCheckpoint",
-    "DiscoveryReport",
-    "LoadedCheckpoint",
-    "MMSegSegformer",
-    "MMSegSegformerHead",
     "NotSegformerError",
-    "RejectedFile",
     "UnsafeCheckpointError",
-    "build_mmseg_model",
-    "convert_checkpoint",
-    "discover",
-    "hints_from_name",
-    "init_zoo",
-    "inspect_checkpoint",
-    "load_checkpoint",
     "normalize_format",
-    "release_name",
     "sha256_file",
-    "write_checkpoint",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The loaders', discovery's and the zoo's names, imported when first asked for."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

@@ -169,11 +169,21 @@ def _find_state_dict(obj: dict, path: Path) -> dict[str, Any]:
 
 
 def safe_torch_load(path: Path) -> Any:
-    """torch.load with weights_only=True; a pickle that needs code raises UnsafeCheckpointError."""
+    """torch.load with weights_only=True; a pickle that needs code raises UnsafeCheckpointError, a file
+    torch.save did not write (a plain pickle) or a damaged one CheckpointError: one line, the real cause."""
     import pickle
+    import warnings
 
+    kind = _torch_file_kind(path)
+    if kind != "torch":
+        raise CheckpointError(
+            f"{path}: {kind}, not a file torch.save wrote (a zip archive or its legacy format); give a "
+            ".pth/.pt written by torch.save, a .safetensors file or a Hugging Face folder"
+        )
     try:
-        return _torch_load(path, mmap=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol before failing
+            warnings.simplefilter("ignore")
+            return _torch_load(path, mmap=True)
     except pickle.UnpicklingError as exc:
         if "global" in str(exc).lower():  # the pickle names a function or class: code would run
             raise UnsafeCheckpointError(_unsafe_message(path, exc)) from None
@@ -182,6 +192,22 @@ def safe_torch_load(path: Path) -> Any:
         text = str(exc).strip() or type(exc).__name__
         first = text.splitlines()[0].split(". ")[0]  # torch appends paragraphs of advice; keep the cause
         raise CheckpointError(f"{path}: corrupt or truncated PyTorch file ({first})") from None
+
+
+# torch's legacy (pre-1.6) format starts with this number, pickled with protocol 2 (a LONG1 of 10 bytes)
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def _torch_file_kind(path: Path) -> str:
+    """'torch' for what torch.save writes (a zip archive, even a truncated one, or the legacy format), else
+    what the file starts like."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(_LEGACY_MAGIC))
+    if head.startswith(b"PK\x03\x04") or head == _LEGACY_MAGIC:
+        return "torch"
+    if head.startswith(b"\x80"):
+        return "a plain Python pickle"
+    return "unknown content" if head else "an empty file"
 
 
 def _torch_load(path: Path, mmap: bool) -> Any:
@@ -209,12 +235,16 @@ def _numpy_data_globals() -> list:
 
 
 def _unsafe_message(path: Path, exc: Exception) -> str:
-    detail = str(exc).split("\n")
-    hint = next((line.strip() for line in detail if "GLOBAL" in line or "Unsupported" in line), detail[0])
+    """One line saying the file needs code to load and segopt will not run it (never torch's advice to
+    allow the global or to turn weights_only off)."""
+    import re
+
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    names = f" (it calls {found.group(1)})" if found else ""
     return (
-        f"{path}: refused as unsafe: the pickle needs code to load and weights_only=True loading "
-        f"does not run it ({hint[:160]}); re-save the weights as a plain state dict or .safetensors "
-        "from a trusted environment"
+        f"{path}: refused: loading it would run code{names}, and segopt loads weights only and never runs "
+        "code from a checkpoint; re-save the weights as a plain state dict or .safetensors where you trust "
+        "the file"
     )
 
 

@@ -141,26 +141,49 @@ def init_zoo(
     tiny: bool = False,
     seed: int = 0,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Write a random-init checkpoint per cell into out_dir, named like real releases; return the paths."""
+    """Write a random-init checkpoint per cell into out_dir, named like real releases; return the paths.
+
+    Like every command that creates segopt's inputs (`data synth`, `zoo convert`), it refuses to replace
+    what is there: a checkpoint it would write that exists raises CheckpointError unless `overwrite`.
+    """
     from tqdm import tqdm
 
     from segopt_core.models import build_hf_model
 
     fmt, out_dir = normalize_format(fmt), Path(out_dir)
+    specs = zoo_specs(cells, tiny)
+    if not overwrite:
+        refuse_existing([out_dir / release_name(spec, fmt) for spec in specs])
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for spec in tqdm(zoo_specs(cells, tiny), desc=f"zoo ({fmt})", unit="ckpt", disable=not progress):
+    for spec in tqdm(specs, desc=f"zoo ({fmt})", unit="ckpt", disable=not progress):
         model = build_mmseg_model(spec, seed) if fmt == "mmseg1" else build_hf_model(spec, seed)
         written.append(write_checkpoint(model, spec, out_dir / release_name(spec, fmt), fmt))
     return written
 
 
+def refuse_existing(paths: list[Path]) -> None:
+    """CheckpointError naming the first path that exists (and how to replace it)."""
+    there = [path for path in paths if path.exists()]
+    if there:
+        more = f" (and {len(there) - 1} more)" if len(there) > 1 else ""
+        raise CheckpointError(f"{there[0]}{more} exists; pass --overwrite (overwrite=True) to replace it")
+
+
 def convert_checkpoint(
-    src: str | Path, out_path: str | Path, fmt: str, cell: str | CellSpec | None = None
+    src: str | Path,
+    out_path: str | Path,
+    fmt: str,
+    cell: str | CellSpec | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Load any supported checkpoint and write it in another format (atomically); returns the written path."""
+    """Load any supported checkpoint and write it in another format (atomically); returns the written path.
+    An existing out_path is refused unless `overwrite`."""
     from segopt_core.checkpoints.loading import load_checkpoint
 
+    if not overwrite:
+        refuse_existing([Path(out_path)])
     loaded = load_checkpoint(src, cell=cell)
     return write_checkpoint(loaded.model, loaded.spec, out_path, fmt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +130,9 @@ def _check_same_size(pair: _Pair, label_hw: tuple[int, ...], image_hw: tuple[int
 def _unreadable(path: Path, what: str, err: BaseException) -> DatasetError:
     """The DatasetError of a file that cannot be read: gone, permission denied, or corrupt."""
     if isinstance(err, FileNotFoundError):
-        return DatasetError(f"{path}: {what} file disappeared since the dataset was opened")
+        return DatasetError(f"{path}: no such {what} file")
+    if isinstance(err, IsADirectoryError):
+        return DatasetError(f"{path}: a folder, not an {what} file")
     if isinstance(err, PermissionError):
         return DatasetError(f"{path}: permission denied reading the {what} file; fix its permissions")
     return DatasetError(f"{path}: cannot decode {what} ({err}); the file is corrupt or truncated")
@@ -262,9 +265,24 @@ def open_dataset(
 
 
 def _list_files(folder: Path, suffixes: tuple[str, ...], what: str) -> list[Path]:
+    """Every file of `folder` (recursively) with one of the suffixes; a folder that cannot be listed is a
+    DatasetError naming it (rglob would skip it silently, and every image would then lack its mask)."""
     if not folder.is_dir():
         raise DatasetError(f"{folder}: {what} folder does not exist")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+
+    def refuse(err: OSError) -> None:
+        raise DatasetError(
+            f"{err.filename or folder}: cannot list the {what} folder ({err.strerror or err}); "
+            "fix its permissions"
+        )
+
+    found = [
+        Path(root) / name
+        for root, _, names in os.walk(folder, onerror=refuse)
+        for name in names
+        if Path(name).suffix.lower() in suffixes
+    ]
+    return sorted(p for p in found if p.is_file())
 
 
 def _pair_by_key(
@@ -276,8 +294,8 @@ def _pair_by_key(
     for path, reason in sorted(problems):
         if strict:
             raise DatasetError(
-                f"{path}: {reason}; add the missing file, remove this one, or pass --no-strict "
-                "(strict=False in Python) to skip it"
+                f"{path}: {reason}; add the missing file or remove this one (`segopt evaluate --no-strict` "
+                "and open_dataset(strict=False) skip such files)"
             )
         log.warning("skipping %s: %s", path, reason)
         skipped.append((path, reason))

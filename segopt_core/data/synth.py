@@ -32,6 +32,11 @@ class SynthError(SegoptError, ValueError):
     """Bad synthetic-data request (unknown layout, tiny size, existing output)."""
 
 
+# far above any training crop; drawing keeps several float32 planes per image, so 100000x100000 asked
+# numpy for 112 GiB before this check
+MAX_SIDE = 8192
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """What synth_dataset writes."""
@@ -47,6 +52,10 @@ class SynthConfig:
             raise SynthError(f"unknown layout {self.layout!r}; valid layouts: {', '.join(SYNTH_LAYOUTS)}")
         if min(self.size) < 32:
             raise SynthError(f"size {self.size} too small; use at least 32x32 pixels")
+        if max(self.size) > MAX_SIDE:
+            raise SynthError(
+                f"size {self.size[0]}x{self.size[1]} too large; use at most {MAX_SIDE} pixels a side"
+            )
         if self.n_train < 0 or self.n_val < 0 or self.n_train + self.n_val == 0:
             raise SynthError(f"n_train={self.n_train}, n_val={self.n_val}: need a positive total count")
 

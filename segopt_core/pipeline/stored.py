@@ -7,15 +7,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from segopt_core.pipeline.jobs import (
-    CheckpointRef,
-    check_batch_sizes,
-    check_cell_patterns,
-    check_names,
-    known_slugs,
-    matches,
-)
+from segopt_core.pipeline.jobs import CheckpointRef
 from segopt_core.pipeline.record import VariantRecord
+from segopt_core.pipeline.selection import matches
 from segopt_core.variants import CellSpec
 
 
@@ -30,22 +24,6 @@ def _checkpoint_paths(cache_root: Path) -> dict[str, str]:
         if record.artifact and record.checkpoint:
             found[str(Path(record.artifact).resolve())] = record.checkpoint
     return found
-
-
-def check_nightly_options(
-    store_root: str | Path,
-    cells: Sequence[str] | None,
-    variants: Sequence[str] | None,
-    batch_sizes: Sequence[int],
-) -> None:
-    """OptionError for a mistyped cell pattern, batch size or variant (known or stored slugs are valid)."""
-    from segopt_core.backends import ArtifactStore
-
-    check_cell_patterns(cells)
-    check_batch_sizes(batch_sizes)
-    if variants:
-        stored = {a.metadata["slug"] for a in ArtifactStore(store_root).artifacts()}
-        check_names("variant", variants, sorted({*known_slugs(), *stored}))
 
 
 def stored_variants(

@@ -16,8 +16,9 @@ import pyarrow as pa
 from segopt_core.benchmark.schema import COLUMNS as BENCHMARK_COLUMNS
 from segopt_core.benchmark.schema import Column, rename_old_columns
 
-# 2: same-round reference, accuracy_measure, stage timings; 3: `cell` (was `model`); 4: MiB columns `_mib`
-# (were `_mb`), `build_wait_seconds`, `build_seconds` without the wait
+# 2: same-round reference, accuracy_measure, stage timings; 4 (3 was never released): `cell` (was `model`),
+# MiB columns `_mib` (were `_mb`), `build_wait_seconds`, `build_seconds` without the wait, the benchmark row's
+# compiled_on_first_use (older history reads back with the new columns null)
 RESULT_SCHEMA_VERSION = 4
 
 _ORCHESTRATION = (

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from segopt_core.data import SegDataset, open_dataset
 from segopt_core.errors import SegoptError
 from segopt_core.train.augment import AugmentConfig, augment
-from segopt_core.train.config import TrainConfig
+from segopt_core.train.config import TrainConfig, TrainConfigError
 from segopt_core.train.export import export_hf_folder, set_class_names, training_metadata
 from segopt_core.train.init import start_point
 from segopt_core.train.optim import build_optimizer
@@ -34,7 +34,8 @@ STATE_FILE = "state/latest.pt"
 
 
 class TrainError(SegoptError, RuntimeError):
-    """A run that cannot start or continue (data, device or resume problem), with the fix in the message."""
+    """A run that failed while training (e.g. the loss diverged), with the fix in the message; bad input
+    (device, budget, data, resume state) is a TrainConfigError / ResumeError (ValueError: exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ def _open_splits(data_root: Path, layout: str) -> tuple[SegDataset, SegDataset |
 def _check_device(config: TrainConfig) -> torch.device:
     """The torch device, refusing CUDA when none is present."""
     if config.device == "cuda" and not torch.cuda.is_available():
-        raise TrainError("device='cuda' requested but torch.cuda.is_available() is False; use --device cpu")
+        raise TrainConfigError(
+            "device 'cuda' asked for, but this torch has no usable CUDA device; use --device cpu"
+        )
     return torch.device(config.device)
 
 
@@ -130,11 +133,14 @@ def _budget(config: TrainConfig, n_train: int) -> tuple[int, int, int, int]:
     """(iters_per_epoch, max_iters, val_every, ckpt_every) in iterations."""
     iters_per_epoch = n_train // config.batch_size  # drop_last: every batch is full
     if iters_per_epoch < 1:
-        raise TrainError(f"train split has {n_train} images, fewer than batch_size={config.batch_size}")
+        raise TrainConfigError(
+            f"the train split has {n_train} images, fewer than batch_size={config.batch_size}; lower "
+            "--batch-size or add images"
+        )
     unit = iters_per_epoch if config.by_epoch else 1
     max_iters = config.budget * unit
     if max_iters < 2:
-        raise TrainError(f"budget of {max_iters} iteration(s) is too short; train for at least 2")
+        raise TrainConfigError(f"a budget of {max_iters} iteration(s) is too short; train for at least 2")
     return (
         iters_per_epoch,
         max_iters,

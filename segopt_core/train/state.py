@@ -20,7 +20,7 @@ from segopt_core.errors import SegoptError
 STATE_VERSION = 1
 
 
-class ResumeError(SegoptError, RuntimeError):
+class ResumeError(SegoptError, ValueError):
     """A training state file that cannot be resumed from (missing, unreadable or from another run)."""
 
 
@@ -104,12 +104,15 @@ def save_state(
 
 def load_state(path: Path) -> dict[str, Any]:
     """Read a training state file with weights_only=True; a bad file raises ResumeError naming it."""
+    from segopt_core.checkpoints.formats import CheckpointError
+    from segopt_core.checkpoints.reading import safe_torch_load
+
     if not path.is_file():
         raise ResumeError(f"{path}: no training state to resume from; start without --resume")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: say which and why
-        raise ResumeError(f"{path}: cannot read training state ({exc})") from None
+    try:  # the checkpoints' loader: weights only, one line (a pickle that needs code is refused, not run)
+        state = safe_torch_load(path)
+    except CheckpointError as exc:
+        raise ResumeError(f"cannot resume: {exc}") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise ResumeError(f"{path}: not a segopt training state (version {STATE_VERSION})")
     return state

@@ -123,6 +123,23 @@ class GroundTruth:
             )
         self.paths = list_images(str(folder))
 
+    def check(self, frame_hw: tuple[int, int]) -> None:
+        """Every mask's header (single channel, the frames' size) before any frame is written: a bad mask
+        fails the run at once, with nothing written, instead of after the frames before it."""
+        from PIL import Image, UnidentifiedImageError
+
+        for path in self.paths:
+            try:
+                with Image.open(path) as img:
+                    got = (img.height, img.width) if len(img.getbands()) == 1 else f"{img.mode} image"
+            except (OSError, UnidentifiedImageError) as exc:
+                got = f"unreadable ({exc})"
+            if got != tuple(frame_hw):
+                raise VideoError(
+                    f"ground-truth mask {path}: expected a single-channel {tuple(frame_hw)} label PNG, "
+                    f"got {got}"
+                )
+
     def get(self, index: int, frame_hw: tuple[int, int]) -> np.ndarray | None:
         """The label map of frame `index` (None past the last mask); VideoError on a size mismatch."""
         if index >= len(self.paths):
@@ -192,6 +209,13 @@ class _Outputs:
         except BaseException:
             self.close()
             raise
+
+    def discard(self) -> None:
+        """Remove what a failed run wrote besides the overlay (which its writer removed already)."""
+        if self.masks is not None:
+            self.masks.discard()
+        if self.mask_video is not None and self.mask_video.published:
+            self.mask_video.path.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Close every writer; the first error (e.g. a full disk) is raised after all were closed."""
@@ -601,6 +625,8 @@ def segment_video(
     gt = GroundTruth(gt_masks) if gt_masks else None
     src = source if isinstance(source, FrameSource) else open_source(source)
     try:
+        if gt is not None:
+            gt.check(src.info.size)
         outs = _Outputs(outputs, src.info.fps, src.info.size, style.side_by_side)
     except BaseException:
         src.close()
@@ -623,6 +649,9 @@ def segment_video(
     )
     for warning in summary["warnings"]:  # e.g. a truncated file: said on the console, not only in the JSON
         log.warning("warning: %s: %s", src.info.uri, warning)
+    if summary["error"] and not Path(outputs.out).exists():  # nothing was kept: no summary, masks either
+        outs.discard()
+        raise VideoError(summary["error"])
     if outputs.summary is not None:
         try:
             write_summary(Path(outputs.summary), summary)

@@ -104,6 +104,7 @@ class VideoWriter:
                 f"use one of {', '.join(FOURCC_BY_SUFFIX)}"
             )
         self.size = size  # (h, w) of the frames given to write()
+        self.published = False  # True once this writer moved a complete file to `path`
         self.encoded_size = even_size(*size)
         self.frames = 0
         h, w = self.encoded_size
@@ -113,8 +114,9 @@ class VideoWriter:
         self._writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
         if not self._writer.isOpened():
             self.partial.unlink(missing_ok=True)
-            raise VideoError(
-                f"video output {self.path}: OpenCV cannot open a {fourcc} writer there; check the path"
+            raise VideoError(  # the folder is writable (check_writable): the frame size is what failed
+                f"video output {self.path}: OpenCV cannot open a {fourcc} writer for {w}x{h} frames (beyond "
+                "what the encoder supports?); write a smaller video: a smaller source, or no --side-by-side"
             )
 
     def write(self, frame: np.ndarray) -> None:
@@ -155,6 +157,7 @@ class VideoWriter:
         except OSError as exc:
             self.partial.unlink(missing_ok=True)
             raise write_error("video output", self.path, exc) from None
+        self.published = True
 
     def _complete(self) -> bool:
         """The finished file opens and its container holds every frame written."""
@@ -170,6 +173,8 @@ class MaskFolderWriter:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
+        self.created = not self.folder.exists()
+        self.written: list[Path] = []
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -192,7 +197,18 @@ class MaskFolderWriter:
             atomic_file(path, lambda tmp: tmp.write_bytes(png.tobytes()))  # no half-written PNG
         except OSError as exc:
             raise write_error("masks folder", self.folder, exc) from None
+        self.written.append(path)
         self.frames += 1
+
+    def discard(self) -> None:
+        """Remove the PNGs this writer wrote (and the folder when it made it): a failed run keeps none."""
+        for path in self.written:
+            path.unlink(missing_ok=True)
+        if self.created:
+            try:
+                self.folder.rmdir()
+            except OSError:  # something else was put there meanwhile
+                pass
 
     def close(self) -> None:
         """Nothing to flush (one file per frame)."""

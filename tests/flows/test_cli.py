@@ -25,7 +25,7 @@ def test_commands_are_registered_with_their_options():
 
 def test_bad_arguments_fail_before_any_flow_runs():
     result = runner.invoke(app, ["optimize-all", "--batch-sizes", "1,x"])
-    assert result.exit_code == 2 and "comma-separated positive integers" in result.output
+    assert result.exit_code == 2 and "expected comma-separated integers from 1 to 1024" in result.output
     result = runner.invoke(app, ["nightly-benchmark", "--task-runner", "ray", "--batch-sizes", "1"])
     assert result.exit_code != 0 and "valid: threads, dask" in result.output
 
@@ -39,7 +39,7 @@ def test_bad_arguments_fail_before_any_flow_runs():
         (["--variants", "torch-fp33"], "unknown variant 'torch-fp33' (did you mean torch-fp32"),
         (["--variants", "onnxruntime-fp33"], "unknown variant 'onnxruntime-fp33'"),
         (["--cells", "b9-999-mars"], "unknown cell pattern 'b9-999-mars'; valid:"),
-        (["--batch-sizes", "0"], "--batch-sizes '0': expected comma-separated positive integers"),
+        (["--batch-sizes", "0"], "--batch-sizes '0': expected comma-separated integers from 1 to 1024"),
     ],
 )
 def test_mistyped_options_exit_2_with_one_line_before_anything_runs(tmp_path, args, message):
@@ -52,6 +52,7 @@ def test_mistyped_options_exit_2_with_one_line_before_anything_runs(tmp_path, ar
 
 
 def test_nightly_refuses_unknown_variants_and_cells(tmp_path):
+    (tmp_path / "artifacts").mkdir()
     work = ["--work-dir", str(tmp_path)]
     result = runner.invoke(app, ["nightly-benchmark", *work, "--variants", "onnxruntime-fp33"])
     assert result.exit_code == 2 and "unknown variant 'onnxruntime-fp33'" in result.stderr
@@ -74,7 +75,7 @@ def test_a_deployment_run_with_bad_parameters_fails_fast_with_the_same_message(t
         optimize_all.fn(paths=[str(tmp_path)], precisions=["int8"], work_dir=str(tmp_path / "w"))
     with pytest.raises(OptionError, match="unknown cell pattern 'b9-999-mars'"):
         optimize_all.fn(paths=[str(tmp_path)], cells=["b9-999-mars"], work_dir=str(tmp_path / "w"))
-    with pytest.raises(OptionError, match="batch sizes must be positive integers"):
+    with pytest.raises(OptionError, match="batch sizes must be integers from 1 to 1024"):
         nightly_benchmark.fn(batch_sizes=[0], work_dir=str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
 
@@ -123,7 +124,8 @@ def _bad_datasets(root):
     }
 
 
-def test_a_bad_dataset_fails_before_anything_is_built(tmp_path):
+def test_a_bad_dataset_fails_before_anything_is_built(tmp_path, tiny_checkpoint):
+    tiny_checkpoint(tmp_path / "zoo" / "a.safetensors")
     for case, (folder, text) in _bad_datasets(tmp_path).items():
         work = tmp_path / "work"
         result = runner.invoke(app, ["optimize-all", str(tmp_path / "zoo"), "--data", str(folder),

@@ -8,7 +8,9 @@ import pytest
 from flows.runners import make_task_runner
 from segopt_core.backends import CalibrationError
 from segopt_core.errors import OptionError, SegoptError
-from segopt_core.pipeline.jobs import CheckpointRef, check_run_options, plan_jobs, select_options
+from segopt_core.pipeline.jobs import CheckpointRef, plan_jobs
+from segopt_core.pipeline.params import OptimizeAllParams
+from segopt_core.pipeline.selection import select_options
 from segopt_core.variants import tiny_cell
 
 
@@ -54,7 +56,7 @@ def test_task_runners():
 
 
 def test_default_sources_prefer_the_demo_trained_b0(tmp_path):
-    from segopt_core.pipeline.jobs import default_sources
+    from segopt_core.pipeline.demo_zoo import default_sources
 
     assert default_sources(tmp_path) == ([str(tmp_path / "zoo")], None)
     best = tmp_path / "checkpoints" / "b0-demo-128" / "best"
@@ -84,14 +86,13 @@ def test_default_sources_prefer_the_demo_trained_b0(tmp_path):
         ),
         ("variants", ["torch-fp33"], r"unknown variant 'torch-fp33' \(did you mean torch-fp32.*; valid: "),
         ("cells", ["b9-999-mars"], r"unknown cell pattern 'b9-999-mars'; valid: .*b0-512-ade20k"),
-        ("batch_sizes", [1, 0], r"batch sizes must be positive integers, e.g. 1,4,8; got 0"),
+        ("batch_sizes", [1, 0], r"batch sizes must be integers from 1 to 1024, e.g. 1,4,8; got 0"),
     ],
 )
 def test_mistyped_options_are_refused_with_the_valid_values(option, value, message):
     """`--precisions int8` used to build torch-fp32 only and exit 0; the others died with a traceback."""
-    options = {"cells": None, "backends": None, "precisions": None, "variants": None, "batch_sizes": [1]}
     with pytest.raises(OptionError, match=message) as caught:
-        check_run_options(**{**options, option: value})
+        OptimizeAllParams.from_flow(**{option: value}).variant_options()
     assert isinstance(caught.value, SegoptError) and isinstance(caught.value, ValueError)
     assert "\n" not in str(caught.value)
 
@@ -107,9 +108,8 @@ def test_filters_that_select_nothing_here_are_refused():
     "pattern", ["b0", "ade20k", "B2-1024", "tiny-64-ade20k", "b0-128-ade20k", "b0-512-ade20k-19cls-custom"]
 )
 def test_cell_patterns_of_matrix_and_custom_cells_are_accepted(pattern):
-    assert [o.slug for o in check_run_options([pattern], None, None, ["torch-fp32"], [1, 4])] == [
-        "torch-fp32"
-    ]
+    params = OptimizeAllParams.from_flow(cells=[pattern], variants=["torch-fp32"], batch_sizes=[1, 4])
+    assert [o.slug for o in params.variant_options()] == ["torch-fp32"]
 
 
 def test_calibration_images_of_optimize_all_use_the_one_calibration_loader(tmp_path, tiny_spec):

@@ -64,17 +64,21 @@ def test_batches_above_the_package_range_are_split(compiled_fp32, tiny_model):
     np.testing.assert_allclose(out, reference(tiny_model, batch), atol=1e-4)
 
 
-def test_a_new_size_is_compiled_once_and_kept(artifact_copy, tiny_model, monkeypatch):
+def test_a_new_size_is_compiled_once_and_kept(artifact_copy, tiny_model, monkeypatch, caplog):
     compiles = []
     real = aoti.compile_package
     monkeypatch.setattr(aoti, "compile_package", lambda *a, **k: compiles.append(a[1]) or real(*a, **k))
     batch = verification_inputs((2, 3, 70, 50), seed=3)  # not a multiple of 32: needs its own package
-    out = load_predictor(artifact_copy)(batch)
+    with caplog.at_level(logging.WARNING, logger="segopt.compile"):
+        out = load_predictor(artifact_copy)(batch)
     np.testing.assert_allclose(out, reference(tiny_model, batch), atol=1e-4)
     meta = check_artifact(artifact_copy)  # the new file is recorded and the artifact still checks out
     added = meta["packages"][1]
     assert added["added_on_first_use"] and added["shapes"] == {"max_batch": 16, "height": 70, "width": 50}
     assert added["first_use_seconds"] > 0 and added["file"] in meta["files"]
+    # verified against the fp32 model like a build, and said on the console (issue #23, item 3)
+    assert added["verification"]["passed"] and added["verification"]["shape"] == [1, 3, 70, 50]
+    assert "compiled one on first use" in caplog.text and "verified it against the fp32" in caplog.text
     assert meta["model_files"] == [entry["file"] for entry in meta["packages"]]  # what the size counts
     again = load_predictor(artifact_copy)(batch)  # a second load reuses it: no second compile
     np.testing.assert_array_equal(again, out)
@@ -153,3 +157,51 @@ def test_a_package_still_off_after_the_rebuild_is_refused(tiny_model, tmp_path, 
     with pytest.raises(VerificationError, match=r"by 0\.5 .* by 0\.4 without layout optimization"):
         build_tiny_package(tiny_model, tmp_path)
     assert not list((tmp_path / aoti.PACKAGE_DIR).glob("*.pt2"))
+
+
+def test_a_first_use_compile_is_flagged_in_the_row_and_kept_out_of_first_call_ms(artifact_copy):
+    from segopt_core.benchmark import benchmark_predictor
+
+    predictor = load_predictor(artifact_copy)
+    rows = benchmark_predictor(predictor, (70, 50), batch_sizes=[1, 2], warmup=0, iters=2)
+    compile_ms = predictor.first_use_seconds * 1e3
+    assert compile_ms > 1000 and [r["compiled_on_first_use"] for r in rows] == [True, False]
+    assert rows[0]["first_call_ms"] < compile_ms / 2  # the compile is a build step, not a first call
+    again = benchmark_predictor(load_predictor(artifact_copy), (70, 50), batch_sizes=[1], warmup=0, iters=1)
+    assert again[0]["compiled_on_first_use"] is False  # kept in the artifact: no second compile
+
+
+def test_a_read_only_artifact_given_a_new_size_says_what_to_do_in_one_line(compiled_fp32, tmp_path):
+    from segopt_core.backends.errors import ReadOnlyArtifact
+    from tests.disk import tmpfs
+
+    with tmpfs(tmp_path / "ro", "64m") as disk:
+        folder = disk / compiled_fp32.path.name
+        shutil.copytree(compiled_fp32.path, folder)
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        predictor = load_predictor(folder)
+        np.testing.assert_equal(predictor(verification_inputs((1, 3, 64, 64))).shape, (1, 150, 16, 16))
+        with pytest.raises(
+            ReadOnlyArtifact, match=r"read-only, and none of its packages serves 70x50"
+        ) as err:
+            predictor(verification_inputs((1, 3, 70, 50)))  # refused before compiling anything
+        assert "\n" not in str(err.value) and "--input-size 70x50" in str(err.value)
+        assert isinstance(err.value, ValueError)  # bad input: exit 2 on the command line
+
+
+def test_a_package_of_another_class_count_is_refused_on_load(compiled_fp32, tmp_path, tiny_city_spec):
+    """A 19-class .pt2 copied into a 150-class artifact with size and sha updated used to run silently."""
+    from segopt_core.backends.integrity import file_record
+    from segopt_core.models import LogitsModel, build_hf_model
+
+    city = LogitsModel(build_hf_model(tiny_city_spec, seed=1)).eval()
+    _, entry = build_tiny_package(city, tmp_path / "city")  # static 64x64, 19 classes
+    folder = tmp_path / "artifact"
+    shutil.copytree(compiled_fp32.path, folder)
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    name = meta["packages"][0]["file"]
+    shutil.copy(tmp_path / "city" / entry["file"], folder / name)
+    meta["files"][name] = file_record(folder / name)
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="the model outputs 19 classes, the artifact's cell .* has 150"):
+        load_predictor(folder)(verification_inputs((1, 3, 64, 64)))

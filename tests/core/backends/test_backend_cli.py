@@ -108,8 +108,26 @@ def test_unavailable_backend_is_skipped(checkpoint, store_dir):
 
 
 def test_predict_on_non_artifact(tmp_path):
-    result = runner.invoke(app, ["predict", "--artifact", str(tmp_path), str(tmp_path / "x.png")])
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    result = runner.invoke(
+        app, ["predict", "--artifact", str(tmp_path), str(image), "--out", str(tmp_path / "m")]
+    )
     assert result.exit_code == 2 and "not a segopt artifact" in result.stderr
+    assert (
+        result.stderr.count("segopt artifact") == 1
+    )  # said once, not "not a segopt artifact (... not a ...)"
+    assert not (tmp_path / "m").exists()  # a failed --out leaves no empty folder
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_predict_names_a_missing_image_or_a_folder_as_such(tmp_path, kind):
+    image = tmp_path / "x.png"
+    if kind == "folder":
+        image.mkdir()
+    result = runner.invoke(app, ["predict", "--artifact", str(tmp_path), str(image)])
+    expected = "a folder, not an image file" if kind == "folder" else "no such image file"
+    assert result.exit_code == 2 and result.stderr == f"error: {image}: {expected}\n"
 
 
 def test_optimize_without_onnxruntime_says_which_extra_to_install(checkpoint, tmp_path, monkeypatch):

@@ -71,6 +71,22 @@ class TestOpenVinoFp32(BaseBackendTester):
         with pytest.raises(ArtifactError, match="model.xml"):
             load_predictor(broken)
 
+    def test_truncated_weights_are_blamed_on_the_bin_not_the_xml(self, artifact, tmp_path):
+        import json
+
+        from segopt_core.backends.integrity import file_record
+
+        broken = tmp_path / "broken"
+        shutil.copytree(artifact.path, broken)
+        weights = broken / "model.bin"
+        weights.write_bytes(weights.read_bytes()[:1000])
+        meta = json.loads((broken / "metadata.json").read_text())
+        meta["files"]["model.bin"] = file_record(weights)  # recorded: only OpenVINO's read can tell
+        (broken / "metadata.json").write_text(json.dumps(meta))
+        with pytest.raises(ArtifactError, match=r"model\.bin: OpenVINO cannot read the IR's weights") as err:
+            load_predictor(broken)
+        assert "\n" not in str(err.value) and "Exception from" not in str(err.value)
+
 
 class TestOpenVinoFp32Folded(BaseBackendTester):
     options = VariantOptions("openvino", "fp32", fold_decode_head=True)

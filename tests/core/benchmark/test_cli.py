@@ -58,7 +58,7 @@ def test_the_table_shows_rounded_figures_and_speedups(tiny_checkpoint, env):
 
 def test_the_default_variants_are_optimize_alls():
     from segopt_cli.benchmark import _options
-    from segopt_core.pipeline.jobs import select_options
+    from segopt_core.pipeline.selection import select_options
 
     assert _options(None, None, None) == select_options(None, None, None, False)
     assert [o.slug for o in _options(["onnxruntime"], ["fp32"], None)] == [

@@ -140,10 +140,10 @@ def test_every_rejected_file_has_its_reason(report, mixed):
     expected = {
         "README.txt": "not a checkpoint file",
         "broken/empty.pth": "empty file",
-        "broken/corrupt.pth": "corrupt or truncated",
+        "broken/corrupt.pth": "unknown content, not a file torch.save wrote",
         "broken/truncated.pth": "corrupt or truncated",
         "broken/truncated.safetensors": "corrupt or truncated",
-        "broken/evil.pth": "weights_only",
+        "broken/evil.pth": "refused: loading it would run code (it calls posix.system)",
         "broken/resnet50.pth": "not a SegFormer checkpoint",
         "broken/mit-b0.safetensors": "without a semantic-segmentation decode head",
     }

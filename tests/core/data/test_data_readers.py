@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,7 @@ def test_unpaired_files_raise_when_strict_and_are_skipped_otherwise(tmp_path) ->
     root = _folder(tmp_path, {"ok": np.zeros((2, 2), np.uint8)})
     _write(root / "images" / "lonely_image.png", _rgb())
     _write(root / "masks" / "lonely_mask.png", np.zeros((2, 2), np.uint8))
-    with pytest.raises(DatasetError, match="lonely_image.png: image without mask.*pass --no-strict"):
+    with pytest.raises(DatasetError, match="lonely_image.png: image without mask.*evaluate --no-strict"):
         open_dataset(root)
     ds = open_dataset(root, strict=False)
     assert len(ds) == 1
@@ -242,3 +243,33 @@ def test_unpaired_hint_names_the_cli_flag(tmp_path) -> None:
     _write(root / "images" / "lonely.png", _rgb())
     with pytest.raises(DatasetError, match="--no-strict"):
         open_dataset(root)
+
+
+@pytest.mark.skipif(
+    shutil.which("setpriv") is None, reason="needs setpriv to read the folder as another user"
+)
+def test_a_masks_folder_that_cannot_be_listed_is_named_not_every_image_without_its_mask(tmp_path) -> None:
+    """Root lists every folder: the reader runs as `nobody` (setpriv) on a folder it cannot list."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from segopt_core.data import synth_dataset
+
+    shared = Path(tempfile.mkdtemp(prefix="segopt-perm-", dir="/tmp"))
+    try:
+        shared.chmod(0o755)
+        root = synth_dataset(shared / "ds", "ade20k", n_train=1, n_val=2, size=(32, 32), seed=0)
+        masks = next(root.glob("**/annotations/validation"))
+        masks.chmod(0o000)
+        code = f"from segopt_core.data import open_dataset; open_dataset({str(root)!r})"
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                               "-c", code], capture_output=True, text=True, timeout=120)  # fmt: skip
+        if "Operation not permitted" in done.stderr:
+            pytest.skip("setpriv cannot change user here")
+        assert f"{masks}: cannot list the annotation folder (Permission denied)" in done.stderr, done.stderr
+        assert "image without mask" not in done.stderr
+    finally:
+        for folder in shared.glob("**/annotations/validation"):
+            folder.chmod(0o755)
+        shutil.rmtree(shared, ignore_errors=True)

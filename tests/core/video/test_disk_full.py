@@ -31,7 +31,7 @@ def _video(args: list[str]):
 
 
 def _assert_clean_failure(result, out: Path) -> None:
-    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output  # failed work
     line = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert len(line) == 1 and str(out.parent) in line[0] and "no space left" in line[0], result.output
     assert not out.exists() or read_video(out)[0] > 0  # never an unplayable file under the real name
@@ -57,10 +57,21 @@ def test_disk_full_while_closing_removes_the_partial_video(tmp_path, video_file,
 
     monkeypatch.setattr(writer.VideoWriter, "_complete", incomplete)
     monkeypatch.setattr(writer, "no_space_left", lambda folder: bool(full))
-    out = tmp_path / "o.mp4"
-    result = _video([str(video_file(10)), "--checkpoint", str(checkpoint), "--out", str(out)])
+    out, masks = tmp_path / "o.mp4", tmp_path / "masks"
+    args = [
+        str(video_file(10)),
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(out),
+        "--masks-dir",
+        str(masks),
+    ]
+    result = _video(args)
     _assert_clean_failure(result, out)
     assert "nothing was kept" in result.output and not out.exists()
+    # nothing half-left (issue #23, item 6): no summary claiming frames, no mask PNGs of the lost video
+    assert not out.with_suffix(".json").exists() and not masks.exists()
 
 
 def test_summary_write_failure_names_the_file(tmp_path, video_file, checkpoint, monkeypatch):
@@ -72,7 +83,7 @@ def test_summary_write_failure_names_the_file(tmp_path, video_file, checkpoint, 
     monkeypatch.setattr(atomic, "atomic_file", full)
     out = tmp_path / "o.mp4"
     result = _video([str(video_file(5)), "--checkpoint", str(checkpoint), "--out", str(out)])
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"summary {out.with_suffix('.json')}: no space left on device" in result.output
     assert not out.with_suffix(".json").exists()
 
