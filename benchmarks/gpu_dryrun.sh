@@ -27,7 +27,8 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     "$VENV/bin/python" -c "import torch, transformers, typer, cv2, onnxruntime, pytest" || exit 1
     echo "$want" > "$stamp"
 fi
-"$VENV/bin/python" - <<'EOF'
+# -P: not the working directory on sys.path, where setup.sh's editable install left segopt.egg-info
+"$VENV/bin/python" -P - <<'EOF'
 import re, sys
 from importlib import metadata
 from pathlib import Path

@@ -105,6 +105,10 @@ def offline_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # The temporary server's background services print their own SQLite contention as tracebacks on the
+    # user's console (seen: "database is locked" in the event-trigger loop as a failed run ends); the run's
+    # outcome is what segopt says itself, and client-side errors still surface through the flow.
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     for key, value in CLI_ENV.items():
         os.environ.setdefault(key, value)
 

@@ -8,6 +8,16 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+# Each pytest process (each xdist worker) gets its own device-lock folder, so that a test holding the CPU
+# slot on purpose never makes another worker's benchmark wait; subprocesses inherit it.
+if "SEGOPT_LOCK_DIR" not in os.environ:
+    os.environ["SEGOPT_LOCK_DIR"] = tempfile.mkdtemp(prefix="segopt-test-locks-")
+    atexit.register(shutil.rmtree, os.environ["SEGOPT_LOCK_DIR"], True)
+
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -25,8 +35,43 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist (`-n auto --dist loadfile`), hand out files in collection order, which puts slow first."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False  # xdist's default orders files by their number of tests
+
+
+# The longest files (measured: 4-6 min each on 2 busy cores, most of the suite's tail), handed out first.
+LONGEST_FILES = (
+    "tests/flows/test_recovery_cli.py",
+    "tests/core/backends/test_backend_aoti.py",
+    "tests/core/backends/test_backend_variants.py",
+)
+
+
+def _file_rank(path: str, slow_files: set[str]) -> int:
+    """0 for the longest files, 1 for other files with `slow` tests, 2 for the rest."""
+    if path in LONGEST_FILES:
+        return 0
+    return 1 if path in slow_files else 2
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `gpu` tests with a clear reason on machines without CUDA."""
+    """Long files first (a long file started last is the whole run's tail on two workers; each file's
+    tests stay together and in order); skip `gpu` tests with a reason on machines without CUDA."""
+    first_index: dict[str, int] = {}
+    slow_files: set[str] = set()
+    for index, item in enumerate(items):
+        path = item.nodeid.split("::")[0]
+        first_index.setdefault(path, index)
+        if item.get_closest_marker("slow"):
+            slow_files.add(path)
+
+    def order(item: pytest.Item) -> tuple[int, int]:
+        path = item.nodeid.split("::")[0]
+        return _file_rank(path, slow_files), first_index[path]
+
+    items.sort(key=order)
     if has_cuda():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (none found: torch.cuda.is_available() is False)")

@@ -55,7 +55,7 @@ def test_evaluate_json(ade_data, hf_checkpoint, tmp_path) -> None:
         ),
         (["data", "synth", "--out", "{data}"], "not empty"),
         (["data", "synth", "--out", "{tmp}/x", "--size", "big"], "not HxW"),
-        (["data", "synth-video", "--out", "{tmp}/v.mp4", "--frames", "1"], "n_frames"),
+        (["data", "synth-video", "--out", "{tmp}/v.mp4", "--frames", "1"], "need at least 2 frames"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message, ade_data, hf_checkpoint, tmp_path) -> None:
