@@ -153,33 +153,50 @@ def build_tiny_package(tiny_model, folder):
     )
 
 
+def stand_in_compiles(monkeypatch, stand_ins: int) -> list[dict]:
+    """The first `stand_ins` package compiles write a stand-in file (the decisions under test are taken on
+    eager_check's given differences, so the first package is never run); later ones compile for real.
+    Returns the inductor configs of every compile, in order."""
+    configs: list[dict] = []
+    real = aoti.compile_package
+
+    def compile_package(module, shapes, path, crop_hw, inductor_configs=aoti.INDUCTOR_CONFIGS, device="cpu"):
+        configs.append(inductor_configs)
+        if len(configs) > stand_ins:
+            return real(module, shapes, path, crop_hw, inductor_configs, device=device)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"stand-in package")
+        return {"file": f"{aoti.PACKAGE_DIR}/{path.name}", "inductor_configs": inductor_configs}
+
+    monkeypatch.setattr(aoti, "compile_package", compile_package)
+    return configs
+
+
 def test_a_package_that_disagrees_with_eager_is_rebuilt_without_layout_optimization(
-    tiny_model, tmp_path, eager_check, caplog
+    tiny_model, tmp_path, eager_check, caplog, monkeypatch
 ):
+    configs = stand_in_compiles(monkeypatch, stand_ins=1)  # the rebuild without layout optimization is real
     eager_check(0.5, 0.0)
     with caplog.at_level(logging.WARNING, logger="segopt.compile"):
         shapes, entry = build_tiny_package(tiny_model, tmp_path)
+    assert configs == [aoti.INDUCTOR_CONFIGS, aoti.SAFE_INDUCTOR_CONFIGS]
     assert entry["inductor_configs"] == aoti.SAFE_INDUCTOR_CONFIGS and "0.5" in entry["rebuilt_because"]
     assert "rebuilding without inductor's layout optimization" in caplog.text
-    assert (tmp_path / aoti.PACKAGE_DIR / shapes.file_name).is_file()
+    package = tmp_path / aoti.PACKAGE_DIR / shapes.file_name
+    batch = verification_inputs((1, 3, 64, 64), seed=4)
+    folded = fold_decode_head(tiny_model)
+    np.testing.assert_allclose(aoti.load_package(package)(torch.from_numpy(batch)).numpy(),
+                               reference(folded, batch), atol=1e-4)  # fmt: skip
 
 
 def test_a_package_still_off_after_the_rebuild_is_refused(tiny_model, tmp_path, eager_check, monkeypatch):
-    """The refusal is a decision on the two comparisons (given by eager_check). The test above compiles for
-    real; here each compile writes a stand-in file, so its removal is checked without two more compiles."""
-    compiled = []
-
-    def stand_in(module, shapes, path, crop_hw, inductor_configs=aoti.INDUCTOR_CONFIGS, device="cpu"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"stand-in package")
-        compiled.append(inductor_configs)
-        return {"file": f"{aoti.PACKAGE_DIR}/{path.name}", "inductor_configs": inductor_configs}
-
-    monkeypatch.setattr(aoti, "compile_package", stand_in)
+    """Both compiles write stand-in files: the refusal is a decision on eager_check's two differences, and
+    the test checks that the package file is removed."""
+    configs = stand_in_compiles(monkeypatch, stand_ins=2)
     eager_check(0.5, 0.4)
     with pytest.raises(VerificationError, match=r"by 0\.5 .* by 0\.4 without layout optimization"):
         build_tiny_package(tiny_model, tmp_path)
-    assert compiled == [aoti.INDUCTOR_CONFIGS, aoti.SAFE_INDUCTOR_CONFIGS]
+    assert configs == [aoti.INDUCTOR_CONFIGS, aoti.SAFE_INDUCTOR_CONFIGS]
     assert not list((tmp_path / aoti.PACKAGE_DIR).glob("*.pt2"))
 
 
