@@ -8,8 +8,9 @@ Synthetic 30 FPS clips with ground truth (camera pan, moving objects, a scene cu
 B0 at 512 short side (model input 512x896), offline per-frame (`--keyframes 1`) and `auto`, and live mode on
 the 720p clip. Prints one table (end-to-end FPS, model FPS, per-stage p50 ms, mIoU vs ground truth and vs
 per-frame, ETC TC, VC_8, live drops and latency) and writes it to benchmarks/VIDEO.md under this CPU kind
-(other CPU kinds' sections are kept). Without --checkpoint it trains a B0 as the demo does (synthetic data,
-quick preset, 400 iterations at 128x128) once and reuses it from --work-dir.
+(other CPU kinds' sections are kept). Without --checkpoint it trains a B0 with the demo's recipe (synthetic
+data, quick preset, 128x128 crops) for --train-iters iterations (1600: the demo's 400 leave the per-frame
+mIoU on the clips below 0.5) once and reuses it from --work-dir.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout: use this segopt, not another installed one
 
-STAGES = ("decode", "resize", "model", "propagation", "smoothing", "upsample", "overlay", "encode", "metrics")
-BACKENDS = ("openvino", "onnxruntime", "torch")  # the first available fp32 one runs the model
+STAGES = ("decode", "resize", "model", "propagation", "smoothing", "upsample", "overlay", "encode")
+# `--variant auto`: the fastest B0 variant measured on each CPU kind (benchmarks/RESULTS.md), where it can
+# be built here; else the first fp32 one of these backends that can
+FASTEST = ("torch-compile-bf16-folded", "torch-compile-fp32-folded")
+BACKENDS = ("openvino", "onnxruntime", "torch")
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,7 +39,14 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--checkpoint", help="trained checkpoint (default: train or reuse one in --work-dir)")
-    parser.add_argument("--backend", default="auto", help=f"model backend, fp32 (auto: first of {BACKENDS})")
+    parser.add_argument(
+        "--variant",
+        default="auto",
+        help=f"the model's variant slug (auto: {FASTEST[0]} where bf16 is native, else {FASTEST[1]})",
+    )
+    parser.add_argument(
+        "--train-iters", type=int, default=1600, help="iterations of the B0 trained without --checkpoint"
+    )
     parser.add_argument("--sizes", default="720x1280,1080x1920", help="source sizes HxW")
     parser.add_argument("--frames", type=int, default=60, help="frames per clip (scene cut mid-way)")
     parser.add_argument("--policies", default="1,auto", help="keyframe policies to compare")
@@ -46,41 +57,58 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def trained_checkpoint(work: Path) -> Path:
-    """A B0 trained on synthetic ADE20K-layout data as the demo trains it (reused when already there)."""
+def trained_checkpoint(work: Path, iters: int) -> Path:
+    """A B0 trained on synthetic ADE20K-layout data with the demo's recipe for `iters` iterations (reused
+    when already there)."""
     from segopt_core.data import synth_dataset
     from segopt_core.train import load_config, train
     from segopt_core.variants import get_cell
 
-    model_dir = work / "model" / "best"
+    model_dir = work / f"model-{iters}" / "best"
     if model_dir.is_dir():
         return model_dir
     data = work / "data"
     if not data.exists():
         synth_dataset(data, "ade20k", 240, 40, (128, 128), 0, progress=True)
-    config = load_config(None, preset_name="quick", iters=400, crop_size=128)
-    result = train(data, get_cell("b0-512-ade20k"), config, work / "model", progress=True)
+    config = load_config(None, preset_name="quick", iters=iters, crop_size=128)
+    result = train(data, get_cell("b0-512-ade20k"), config, model_dir.parent, progress=True)
     return result.model_dir
 
 
-def predictor_for(checkpoint: Path, backend: str, work: Path, threads: int):
-    """(predictor, spec, variant) of the checkpoint built for the backend (fp32), cached in work/artifacts,
-    loaded with `threads` intra-op threads (as `segopt video` loads it for the keyframe policy)."""
-    from segopt_core.backends import ArtifactStore, VariantOptions, load_predictor
+def variant_options(slug: str):
+    """The VariantOptions named `slug` (one of this machine's defaults); `auto` as in `--variant`'s help."""
+    from segopt_core.backends import VariantOptions
+    from segopt_core.backends.options import cpu_supports_bf16, default_variants
     from segopt_core.backends.registry import get_backend
+
+    if slug == "auto":
+        slug = FASTEST[0] if cpu_supports_bf16() else FASTEST[1]
+        options = next(o for o in default_variants(cuda=False, bf16=True) if o.slug == slug)
+        if get_backend(options.backend).available(options) is None:
+            return options
+        fallback = (VariantOptions(name, "fp32") for name in BACKENDS)
+        return next(o for o in fallback if get_backend(o.backend).available(o) is None)
+    known = {o.slug: o for o in default_variants(cuda=False, bf16=True, pt2e=True)}
+    if slug not in known:
+        raise SystemExit(f"--variant {slug}: unknown; valid: auto, {', '.join(known)}")
+    reason = get_backend(known[slug].backend).available(known[slug])
+    if reason is not None:
+        raise SystemExit(f"--variant {slug}: not available on this machine ({reason})")
+    return known[slug]
+
+
+def predictor_for(checkpoint: Path, options, work: Path, threads: int):
+    """(predictor, spec) of the checkpoint built as `options`, cached in work/artifacts, loaded with
+    `threads` intra-op threads (as `segopt video` loads it for the keyframe policy)."""
+    from segopt_core.backends import ArtifactStore, load_predictor
     from segopt_core.checkpoints import load_checkpoint
     from segopt_core.predictor import TorchPredictor
 
     loaded = load_checkpoint(checkpoint)
-    names = BACKENDS if backend == "auto" else (backend,)
-    for name in names:
-        options = VariantOptions(name, "fp32")
-        if name == "torch":
-            return TorchPredictor(loaded.model), loaded.spec, options.slug
-        if get_backend(name).available(options) is None:
-            artifact = ArtifactStore(work / "artifacts").get_or_build(loaded, options)
-            return load_predictor(artifact.path, num_threads=threads), loaded.spec, options.slug
-    raise SystemExit(f"--backend {backend}: not available on this machine")
+    if options.slug == "torch-fp32":
+        return TorchPredictor(loaded.model), loaded.spec
+    artifact = ArtifactStore(work / "artifacts").get_or_build(loaded, options)
+    return load_predictor(artifact.path, num_threads=threads), loaded.spec
 
 
 def clip(work: Path, size: tuple[int, int], frames: int):
@@ -99,26 +127,27 @@ def clip(work: Path, size: tuple[int, int], frames: int):
     return synth_video(path, frames, size, 30.0, seed=0, pan=max(1, round(w / 480)))
 
 
-def run(video, predictor, spec, work: Path, mode: str, policy: str, input_short: int) -> dict:
-    """One pass; the JSON summary."""
+def run(video, predictor, spec, work: Path, mode: str, policy: str, input_short: int, metrics: str) -> dict:
+    """One pass with `--metrics metrics`; the JSON summary."""
     from segopt_core.video import VideoOptions, VideoOutputs, parse_keyframes, segment_video
 
-    tag = f"{video.size[0]}p-{mode}-k{policy}"
+    tag = f"{video.size[0]}p-{mode}-k{policy}-m{metrics}"
     return segment_video(
         video.path,
         predictor,
         spec,
         VideoOutputs(work / "out" / f"{tag}.mp4", summary=work / "out" / f"{tag}.json"),
         options=VideoOptions(
-            mode=mode, keyframes=parse_keyframes(policy), input_short=input_short, metrics="full"
+            mode=mode, keyframes=parse_keyframes(policy), input_short=input_short, metrics=metrics
         ),
         gt_masks=video.masks_dir,
     )
 
 
-def row(video, mode: str, policy: str, summary: dict, per_frame_miou: float | None) -> dict:
-    """A flat row of rounded numbers."""
-    perf, frames, smoothed = summary["performance"], summary["frames"], summary["consistency"]["smoothed"]
+def row(video, mode: str, policy: str, timed: dict, measured: dict, per_frame_miou: float | None) -> dict:
+    """A flat row of rounded numbers: speed from the `--metrics off` run, accuracy from the `full` one."""
+    perf, frames = timed["performance"], timed["frames"]
+    smoothed = measured["consistency"]["smoothed"]
     miou = smoothed["miou_gt"]
     out = {
         "source": f"{video.size[0]}p",
@@ -128,8 +157,10 @@ def row(video, mode: str, policy: str, summary: dict, per_frame_miou: float | No
         "fps_model": perf["fps_model"],
         "model_frames_pct": round(100 * frames["keyframes"] / max(frames["processed"], 1), 1),
     }
-    out |= {f"{s}_ms": (summary["stages"].get(s) or {}).get("p50_ms") for s in STAGES}
+    out |= {f"{s}_ms": (timed["stages"].get(s) or {}).get("p50_ms") for s in STAGES}
     out |= {
+        "metrics_ms": (measured["stages"].get("metrics") or {}).get("p50_ms"),
+        "fps_with_metrics": measured["performance"]["fps_end_to_end"],
         "miou_gt": miou,
         "miou_vs_per_frame": round(miou / per_frame_miou, 4) if miou is not None and per_frame_miou else None,
         "etc_tc": smoothed["etc_tc"],
@@ -171,9 +202,13 @@ def markdown_section(rows: list[dict], context: dict) -> str:
         "",
         table,
         "",
-        "Stage columns are p50 ms per frame (`model` per model call; frames where a stage did not run are "
-        "not counted). `miou_vs_per_frame` is mIoU against the clip's ground truth relative to "
-        "`--keyframes 1` on the same clip and mode; `model_frames_pct` the share of frames the model ran on.",
+        "Each row is two runs of `segopt video`: speed, stages, drops and latency from the run with "
+        "`--metrics off` (what a deployment runs), `metrics_ms`, `fps_with_metrics` and the accuracy "
+        "columns from the run with `--metrics full` (offline the two runs label every frame alike: the "
+        "script checks their keyframes match). Stage columns are p50 ms per frame (`model` per model call; "
+        "frames where a stage did not run are not counted). `miou_vs_per_frame` is mIoU against the clip's "
+        "ground truth relative to `--keyframes 1` on the same clip and mode; `model_frames_pct` the share "
+        "of frames the model ran on.",
         "",
     ]
     return "\n".join(lines)
@@ -205,24 +240,30 @@ def main() -> None:
     work = Path(args.work_dir)
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    checkpoint = Path(args.checkpoint) if args.checkpoint else trained_checkpoint(work)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else trained_checkpoint(work, args.train_iters)
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",") if s]
     live = {tuple(int(v) for v in s.lower().split("x")) for s in args.live.split(",") if s}
     policies = [p.strip() for p in args.policies.split(",")]
     threads = {model_threads(parse_keyframes(p)) for p in policies}
-    loaded = {n: predictor_for(checkpoint, args.backend, work, n) for n in sorted(threads)}
+    options = variant_options(args.variant)
+    loaded = {n: predictor_for(checkpoint, options, work, n) for n in sorted(threads)}
     rows = []
     for size in sizes:
         video = clip(work, size, args.frames)
-        for predictor, _, _ in loaded.values():  # warm-up at this input size, outside the timed runs
+        for predictor, _ in loaded.values():  # warm-up at this input size, outside the timed runs
             predictor(np.zeros((1, 3, *model_input_size(size, args.input_short)), np.float32))
         for mode in ["offline"] + (["live"] if size in live else []):
             per_frame = None
             for policy in policies:
-                predictor, spec, variant = loaded[model_threads(parse_keyframes(policy))]
-                summary = run(video, predictor, spec, work, mode, policy, args.input_short)
-                per_frame = summary["consistency"]["smoothed"]["miou_gt"] if policy == "1" else per_frame
-                rows.append(row(video, mode, policy, summary, per_frame))
+                predictor, spec = loaded[model_threads(parse_keyframes(policy))]
+                timed, measured = (
+                    run(video, predictor, spec, work, mode, policy, args.input_short, metrics)
+                    for metrics in ("off", "full")
+                )
+                if mode == "offline" and timed["frames"]["keyframes"] != measured["frames"]["keyframes"]:
+                    raise SystemExit(f"{video.path}: keyframes differ between the two offline runs")
+                per_frame = measured["consistency"]["smoothed"]["miou_gt"] if policy == "1" else per_frame
+                rows.append(row(video, mode, policy, timed, measured, per_frame))
                 print(json.dumps(rows[-1]), flush=True)
     cpu, isa = cpu_kind()
     context = {
@@ -231,7 +272,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "date": dt.date.today().isoformat(),
         "command": "python benchmarks/video_realtime.py" + "".join(f" {a}" for a in sys.argv[1:]),
-        "variant": variant,
+        "variant": options.slug,
         "input": "x".join(map(str, model_input_size(sizes[0], args.input_short))) if sizes else "-",
         "flow": FLOW_METHOD,
         "load": round(load, 2),

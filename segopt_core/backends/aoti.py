@@ -11,6 +11,7 @@ the file and the mismatch.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from collections.abc import Callable
@@ -178,12 +179,84 @@ def compile_package(
 
 
 def load_package(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The compiled model in `path`; ArtifactError naming the file when it cannot be loaded."""
+    """The compiled model in `path`; ArtifactError naming the file when it cannot be loaded.
+
+    A CPU package with one output runs through `GilFreeRunner` (torch's loader holds the GIL for the whole
+    call), the others through torch's loader.
+    """
+    runner = GilFreeRunner.open(path) if not path.name.endswith("-cuda.pt2") else None
+    if runner is not None:
+        return runner
     try:
-        runner = torch._inductor.aoti_load_package(str(path))
+        return torch._inductor.aoti_load_package(str(path))
     except Exception as exc:  # a corrupt zip, a missing .so, an ABI mismatch: all mean "rebuild"
         raise ArtifactError(
             f"{path}: cannot load the AOTInductor package ({type(exc).__name__}: {str(exc)[:200]}); "
             "delete the artifact folder or re-run optimize to rebuild it"
         ) from None
-    return runner
+
+
+class GilFreeRunner:
+    """A CPU package's model run through the AOTInductor C ABI with ctypes, which releases the GIL.
+
+    torch's package loader holds the GIL for the whole call (pytorch/pytorch#197516): a 100 ms model call
+    stops every other Python thread for 100 ms (the video pipeline's decoder, overlay and encoder). ctypes
+    releases the GIL around a foreign call, so the same compiled model, called through the ABI the loader
+    itself uses (`AOTInductorModelContainerRun`), lets them run beside it. Outputs are bit-identical.
+    """
+
+    def __init__(self, library: ctypes.CDLL, handle: ctypes.c_void_p, num_outputs: int) -> None:
+        self._lib, self._handle, self._num_outputs = library, handle, num_outputs
+
+    @classmethod
+    def open(cls, path: Path) -> GilFreeRunner | None:
+        """The runner of a CPU package with one output; None where the package is not one (torch's loader
+        then runs it)."""
+        import tempfile
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                libraries = [n for n in archive.namelist() if n.endswith(".so")]
+                if len(libraries) != 1 or any(n.endswith(".cubin") for n in archive.namelist()):
+                    return None
+                with tempfile.TemporaryDirectory(prefix="segopt-aoti-") as tmp:
+                    # loaded, the library stays mapped after its file is gone
+                    library = ctypes.CDLL(archive.extract(libraries[0], tmp))
+            handle, outputs = ctypes.c_void_p(), ctypes.c_size_t()
+            if library.AOTInductorModelContainerCreateWithDevice(
+                ctypes.byref(handle), ctypes.c_size_t(1), b"cpu", None
+            ):
+                return None
+            runner = cls(library, handle, 0)
+            if library.AOTInductorModelContainerGetNumOutputs(handle, ctypes.byref(outputs)):
+                return None
+            runner._num_outputs = outputs.value
+            return runner if outputs.value == 1 else None
+        except (OSError, AttributeError, zipfile.BadZipFile):  # not a library or symbols of this ABI
+            return None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output for one input tensor."""
+        inputs = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors([x])  # handles the call takes over
+        input_array = (ctypes.c_void_p * 1)(_capsule_pointer(inputs[0], None))
+        output_array = (ctypes.c_void_p * self._num_outputs)()
+        error = self._lib.AOTInductorModelContainerRun(
+            self._handle, input_array, ctypes.c_size_t(1), output_array,
+            ctypes.c_size_t(self._num_outputs), None, None,
+        )  # fmt: skip
+        if error:
+            raise RuntimeError(f"AOTInductor run failed on an input of shape {tuple(x.shape)}")
+        outputs = [_capsule(output_array[i], None, None) for i in range(self._num_outputs)]
+        return torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(outputs)[0]
+
+    def __del__(self) -> None:
+        if self._handle:
+            self._lib.AOTInductorModelContainerDelete(self._handle)
+            self._handle = None
+
+
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype, _capsule_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+_capsule = ctypes.pythonapi.PyCapsule_New
+_capsule.restype, _capsule.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]

@@ -142,6 +142,13 @@ class Propagator:
         self._to_key: np.ndarray | None = None
         self._from_key: np.ndarray | None = None
 
+    def keyframe_due_in(self) -> int:
+        """Frames after this one until the interval forces a keyframe (0: the next frame is one, as after a
+        reset); earlier triggers (a cut, motion, occlusion, confidence) can only come sooner."""
+        if self._gray is None:
+            return 0
+        return max(0, self.policy.interval - 1 - self._since)
+
     def propagate(self, gray: np.ndarray, scene_cut: bool) -> Propagated:
         """Labels for this frame warped from the keyframe, or the reason the model must run on it.
 

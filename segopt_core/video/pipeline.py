@@ -3,6 +3,8 @@ metrics thread off the critical path; bounded queues between them."""
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures as cf
 import json
 import logging
 import os
@@ -44,6 +46,7 @@ __all__ = [
 ]  # fmt: skip
 
 _END = None  # queue sentinel: no more frames
+_NOTHING = object()  # a non-blocking get found the queue empty
 _POLL_S = 0.1  # how often blocked queue operations look at the stop flag
 METRICS_MODES = ("auto", "full", "sampled", "off")
 FULL_METRICS_MAX_FRAMES = 300  # `auto`: full metrics up to this many frames, sampled beyond (or unknown)
@@ -173,6 +176,14 @@ def _get(q: queue.Queue, stop: threading.Event) -> Any:
         except queue.Empty:
             continue
     return _END
+
+
+def _get_nowait(q: queue.Queue) -> Any:
+    """The next queued item, or _NOTHING when none is there yet."""
+    try:
+        return q.get_nowait()
+    except queue.Empty:
+        return _NOTHING
 
 
 def _put_dropping_oldest(q: queue.Queue, item: Any, stats: _Stats) -> None:
@@ -484,10 +495,28 @@ class _Run:
         return logits
 
     def _keyframes(self, in_q: queue.Queue) -> Iterator[tuple[Frame, np.ndarray]]:
-        """One frame at a time: propagated labels, or a keyframe's model call: (frame, labels)."""
-        while (frame := _get(in_q, self.stop)) is not _END:
-            self.seg.mark_scene_cut(frame)
-            yield frame, self.seg.step(frame)
+        """One frame at a time: propagated labels, or a keyframe's (frame, labels).
+
+        The model runs in a worker thread, ahead: as soon as the frame the interval makes the next keyframe
+        has been decoded, its call starts, while this thread propagates the frames before it (the model no
+        longer waits for them, nor they for it). A frame that an earlier trigger made the keyframe instead is
+        called for when it comes; a call made ahead for a frame that is then propagated is not used
+        (counted). The labels are those of calling the model in turn: only the calls' timing changes.
+        """
+        interval = self.seg.policy.interval
+        with _Lookahead(in_q, self.stop, self.live, self.seg.infer) as frames:
+            while (frame := frames.next()) is not None:
+                self.seg.mark_scene_cut(frame)
+                outcome = self.seg.propagate(frame)
+                if outcome.labels is None:
+                    logits = frames.call(frame)
+                    frames.call_ahead(interval - 1)  # the keyframe after this one, by the interval
+                    labels = self.seg.keyframe(frame, logits.result(), outcome)
+                else:
+                    labels = outcome.labels
+                self.seg.counters.model_calls_unused += frames.done(frame, used=outcome.labels is None)
+                yield frame, labels
+                frames.call_ahead(self.seg.propagator.keyframe_due_in())
 
     def _progress_metrics(self, start: float) -> dict[str, float]:
         elapsed = time.perf_counter() - start
@@ -525,6 +554,7 @@ class _Run:
                 "scene_cuts": counters.scene_cuts,
                 "smoother_resets": counters.smoother_resets,
                 "keyframes": keyframes["keyframes"],
+                "model_calls_unused": counters.model_calls_unused,
                 "flow_failures": keyframes["reasons"].get("flow_failed", 0),
             },
             "keyframes": keyframes,
@@ -571,6 +601,59 @@ def _percentile(values: np.ndarray, q: float) -> float | None:
 def _thread_plan(src: FrameSource, torch_threads: int) -> dict[str, int | None]:
     """How many threads each library was given during the run."""
     return {"opencv_per_call": 1, "decode": src.decode_threads, "torch": torch_threads}
+
+
+class _Lookahead:
+    """Frames decoded ahead of the main thread, and model calls started on them in one worker thread."""
+
+    def __init__(self, q: queue.Queue, stop: threading.Event, live: bool, infer: Callable) -> None:
+        self.q, self.stop, self.live, self.infer = q, stop, live, infer
+        self.ahead: collections.deque[Frame] = collections.deque()
+        self.calls: dict[int, cf.Future] = {}  # frame index -> its model call
+        self.ended = False
+        self.pool = cf.ThreadPoolExecutor(1, thread_name_prefix="segopt-model")
+
+    def __enter__(self) -> _Lookahead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fill(self, n: int) -> None:
+        """At least n frames ahead, waiting for the reader (live: beyond the first, only those queued)."""
+        while not self.ended and len(self.ahead) < n:
+            item = _get_nowait(self.q) if self.live and self.ahead else _get(self.q, self.stop)
+            if item is _NOTHING:
+                return
+            if item is _END:
+                self.ended = True
+            else:
+                self.ahead.append(item)
+
+    def next(self) -> Frame | None:
+        """The next frame in order; None at the end of the stream."""
+        self._fill(1)
+        return self.ahead.popleft() if self.ahead else None
+
+    def call(self, frame: Frame) -> cf.Future:
+        """The model call on `frame` (started now unless it was started ahead)."""
+        if frame.index not in self.calls:
+            self.calls[frame.index] = self.pool.submit(self.infer, frame)
+        return self.calls[frame.index]
+
+    def call_ahead(self, n: int) -> None:
+        """Start the model on the n-th frame after the current one (0: the next) once it is decoded."""
+        self._fill(n + 1)
+        if len(self.ahead) > n:
+            self.call(self.ahead[n])
+
+    def done(self, frame: Frame, used: bool) -> int:
+        """Forget the calls up to `frame`; how many of them ran without being used."""
+        unused = 0
+        for index in [i for i in self.calls if i <= frame.index]:
+            future = self.calls.pop(index)
+            unused += not (used and index == frame.index) and not future.cancel()
+        return unused
 
 
 def _next_batch(q: queue.Queue, stop: threading.Event, n: int, live: bool) -> tuple[list[Frame], bool]:

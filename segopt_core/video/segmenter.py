@@ -10,7 +10,7 @@ import numpy as np
 
 from segopt_core.predictor import Predictor
 from segopt_core.variants import CellSpec
-from segopt_core.video.keyframes import KeyframePolicy, Propagator
+from segopt_core.video.keyframes import KeyframePolicy, Propagated, Propagator
 from segopt_core.video.smoothing import SmoothingOptions, TemporalSmoother, argmax_labels
 from segopt_core.video.sources import VideoError
 from segopt_core.video.stages import StageTimes
@@ -101,10 +101,11 @@ class BatchSizer:
 
 @dataclass
 class Counters:
-    """Model calls and frames, kept by the main thread."""
+    """Model calls and frames; the model's by the thread that calls it, the others by the main thread."""
 
     model_frames: int = 0
     model_s: float = 0.0
+    model_calls_unused: int = 0  # keyframe policies: calls made ahead for a frame that was propagated
     scene_cuts: int = 0
     smoother_resets: int = 0
 
@@ -181,14 +182,26 @@ class Segmenter:
             return argmax_labels(scores), argmax_labels(logits) if raw else None
 
     def step(self, frame: Frame) -> np.ndarray:
-        """Keyframe policies (main thread): the frame's labels, propagated or from a model call."""
-        with self.stages.measure("propagation"):
-            outcome = self.propagator.propagate(frame.gray, frame.scene_cut)
+        """Keyframe policies: the frame's labels, propagated or from a model call (in this thread)."""
+        outcome = self.propagate(frame)
         if outcome.labels is not None:
             return outcome.labels
+        return self.keyframe(frame, self.infer(frame), outcome)
+
+    def propagate(self, frame: Frame) -> Propagated:
+        """Keyframe policies (main thread): labels warped from the last keyframe, or why the model runs."""
+        with self.stages.measure("propagation"):
+            return self.propagator.propagate(frame.gray, frame.scene_cut)
+
+    def infer(self, frame: Frame) -> np.ndarray:
+        """Keyframe policies: the (C, h, w) logits of one frame (any thread; the model worker's)."""
         with self.stages.measure("resize"):
             batch = normalize(frame.model_input, self.spec)[None]
-        logits = self.predict(batch)[0]
+        return self.predict(batch)[0]
+
+    def keyframe(self, frame: Frame, logits: np.ndarray, outcome: Propagated) -> np.ndarray:
+        """Keyframe policies (main thread): the keyframe's labels from its logits; they become the scores
+        later frames are warped from."""
         with self.stages.measure("smoothing"):
             self.counters.smoother_resets += outcome.reason == "scene_cut"
             _, labels = self.propagator.keyframe(logits, frame.gray, outcome)

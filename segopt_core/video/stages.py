@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ class StageTimes:
     def __init__(self) -> None:
         self.wall_ms: dict[str, list[float]] = {stage: [] for stage in STAGES}
         self.cpu_s: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._lock = threading.Lock()  # `resize` is timed by the reader and by the model worker
 
     @contextmanager
     def measure(self, stage: str, frames: int = 1) -> Iterator[None]:
@@ -33,13 +35,16 @@ class StageTimes:
 
     def add(self, stage: str, wall_s: float, cpu_s: float, frames: int = 1) -> None:
         """Record `frames` frames of `stage` that took wall_s (and cpu_s of the calling thread) together."""
-        self.wall_ms[stage].extend([wall_s * 1000 / max(frames, 1)] * frames)
-        self.cpu_s[stage] += cpu_s
+        with self._lock:
+            self.wall_ms[stage].extend([wall_s * 1000 / max(frames, 1)] * frames)
+            self.cpu_s[stage] += cpu_s
 
     def summary(self) -> dict[str, dict[str, float | int]]:
         """{stage: p50_ms, p90_ms, cpu_ms (per frame), frames, total_s} for every stage that ran."""
         out: dict[str, dict[str, float | int]] = {}
-        for stage, samples in self.wall_ms.items():
+        with self._lock:
+            wall_ms = {stage: list(samples) for stage, samples in self.wall_ms.items()}
+        for stage, samples in wall_ms.items():
             if not samples:
                 continue
             values = np.asarray(samples)

@@ -234,3 +234,41 @@ def test_a_package_of_another_class_count_is_refused_on_load(compiled_fp32, tmp_
     (folder / METADATA_FILE).write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match="the model outputs 19 classes, the artifact's cell .* has 150"):
         load_predictor(folder)(verification_inputs((1, 3, 64, 64)))
+
+
+def test_a_cpu_package_runs_bit_identical_to_torchs_loader_and_lets_other_threads_run(compiled_fp32):
+    """torch's loader holds the GIL through a call (pytorch#197516); segopt's runner releases it."""
+    import threading
+
+    path = compiled_fp32.path / package_file(compiled_fp32.path)
+    runner, reference_runner = aoti.load_package(path), torch._inductor.aoti_load_package(str(path))
+    assert isinstance(runner, aoti.GilFreeRunner)
+    x = torch.from_numpy(verification_inputs((16, 3, 512, 512), seed=6))
+    with torch.inference_mode():
+        torch.testing.assert_close(runner(x), reference_runner(x), rtol=0, atol=0)
+        ticks, stop = [0], threading.Event()
+
+        def tick() -> None:
+            while not stop.is_set():
+                ticks[0] += 1
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            during = []
+            for _ in range(3):  # the ticker may not have been scheduled yet on a busy machine
+                before = ticks[0]
+                runner(x)
+                during.append(ticks[0] - before)
+        finally:
+            stop.set()
+            ticker.join()
+    assert max(during) > 0, "no other Python thread ran during a model call: the GIL was held"
+
+
+def test_a_package_that_is_not_a_cpu_library_is_left_to_torchs_loader(tmp_path):
+    bad = tmp_path / "model-b1-16-64x64.pt2"
+    bad.write_bytes(b"not a zip")
+    assert aoti.GilFreeRunner.open(bad) is None
+    with pytest.raises(ArtifactError, match="cannot load the AOTInductor package"):
+        aoti.load_package(bad)

@@ -182,3 +182,49 @@ def test_a_frame_size_change_resets_the_keyframe_scores():
         _one_hot_logits(cv2.resize(labels, (48, 32), interpolation=0), 4), small, outcome
     )
     np.testing.assert_array_equal(scores, _one_hot_logits(cv2.resize(labels, (48, 32), interpolation=0), 4))
+
+
+def _labels_in_turn(path, predictor, spec, policy: KeyframePolicy) -> list[np.ndarray]:
+    """Keyframe policies as run before the model was called ahead: each frame in turn, in one thread."""
+    from segopt_core.video.segmenter import Segmenter
+    from segopt_core.video.stages import StageTimes
+
+    segmenter = Segmenter(predictor, spec, SmoothingOptions(), policy, None, None, StageTimes())
+    masks = []
+    with open_source(path) as source:
+        for index, image in enumerate(source):
+            frame = segmenter.prepare(index, image, 0.0)
+            segmenter.mark_scene_cut(frame)
+            labels = segmenter.step(frame)
+            masks.append(cv2.resize(labels, image.shape[1::-1], interpolation=cv2.INTER_NEAREST))
+    return masks
+
+
+@pytest.mark.parametrize("policy", ["3", "auto"])
+def test_model_calls_made_ahead_label_every_frame_as_calls_in_turn(
+    tmp_path, tiny_predictor, tiny_spec, policy
+):
+    import threading
+
+    threads = set()
+
+    def predictor(batch):
+        threads.add(threading.current_thread().name)
+        return tiny_predictor(batch)
+
+    predictor.name, predictor.precision, predictor.device = "tiny", "fp32", "cpu"
+    video = synth_video(tmp_path / "pan.mp4", n_frames=20, size=(64, 96), fps=10, seed=4, pan=2)
+    outputs = VideoOutputs(tmp_path / "o.mp4", masks_dir=tmp_path / "m")
+    summary = segment_video(
+        video.path, predictor, tiny_spec, outputs,
+        options=VideoOptions(keyframes=parse_keyframes(policy), metrics="off"),
+    )  # fmt: skip
+    want = _labels_in_turn(video.path, tiny_predictor, tiny_spec, parse_keyframes(policy))
+    got = _masks(outputs.masks_dir)
+    assert len(got) == len(want) == 20
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        np.testing.assert_array_equal(a, b, err_msg=f"frame {i}")
+    assert threads == {"segopt-model_0"}  # the model ran in its worker, beside the propagation
+    if policy == "3":  # the call made ahead for frame 12 was not used: the cut at 10 made a keyframe there
+        assert summary["keyframes"]["reasons"]["scene_cut"] == 1
+        assert summary["frames"]["model_calls_unused"] == 1
