@@ -65,3 +65,42 @@ def test_a_cpu_artifact_records_its_micro_batch_and_loads_with_it(tmp_path, tiny
     assert predictor.name == "torch-fp32" and predictor.device == "cpu"
     out = predictor(verification_inputs((5, 3, 64, 64), seed=1))
     assert out.shape == (5, 150, 16, 16)
+
+
+class SizeDependentPredictor:
+    """Per-image cost that batching lowers at 32x32 and raises at 64x64 (sleeps, so the test is about the
+    choice, not about a model's speed)."""
+
+    name, precision, device = "fake", "fp32", "cpu"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import time
+
+        n, side = len(batch), batch.shape[-1]
+        self.calls.append((n, side))
+        time.sleep(0.002 * (1 if side == 32 else n) * n ** (0.5 if side == 32 else 1))
+        return np.zeros((n, 2, side // 4, side // 4), np.float32)
+
+
+def test_another_input_size_measures_its_own_micro_batch_on_first_use():
+    inner = SizeDependentPredictor()
+    predictor = MicroBatched(inner, 4, input_hw=(32, 32))
+    assert predictor(np.zeros((8, 3, 32, 32), np.float32)).shape == (8, 2, 8, 8)
+    assert inner.calls == [(4, 32), (4, 32)]  # the recorded size, no measuring
+    inner.calls.clear()
+    predictor(np.zeros((8, 3, 64, 64), np.float32))
+    assert predictor.sizes[(64, 64)] == 1  # batching costs more per image there
+    assert inner.calls[-8:] == [(1, 64)] * 8
+    inner.calls.clear()
+    predictor(np.zeros((2, 3, 64, 64), np.float32))
+    assert inner.calls == [(1, 64), (1, 64)]  # measured once per size
+
+
+def test_an_artifact_without_a_measured_size_keeps_it_at_every_size(tiny_model):
+    inner = CountingPredictor(tiny_model)
+    predictor = batching.apply_micro_batch(inner, {"micro_batch": {"size": 2}})
+    predictor(verification_inputs((3, 3, 64, 64), seed=2))
+    assert inner.calls == [2, 1] and predictor.input_hw is None
