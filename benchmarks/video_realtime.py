@@ -237,7 +237,7 @@ def main() -> None:
     import numpy as np
     import pandas as pd
 
-    from segopt_core.video import FLOW_METHOD, parse_keyframes
+    from segopt_core.video import FLOW_METHOD, VideoOptions, parse_keyframes
     from segopt_core.video.pipeline import model_threads
     from segopt_core.video.segmenter import model_input_size
 
@@ -248,18 +248,23 @@ def main() -> None:
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",") if s]
     live = {tuple(int(v) for v in s.lower().split("x")) for s in args.live.split(",") if s}
     policies = [p.strip() for p in args.policies.split(",")]
-    threads = {model_threads(parse_keyframes(p)) for p in policies}
+    modes = ["offline"] + (["live"] if live else [])
+    threads = {
+        model_threads(VideoOptions(mode=m, keyframes=parse_keyframes(p))) for p in policies for m in modes
+    }
     options = variant_options(args.variant)
     loaded = {n: predictor_for(checkpoint, options, work, n) for n in sorted(threads)}
     rows = []
     for size in sizes:
         video = clip(work, size, args.frames)
-        for predictor, _ in loaded.values():  # warm-up at this input size, outside the timed runs
-            predictor(np.zeros((1, 3, *model_input_size(size, args.input_short)), np.float32))
+        for predictor, _ in loaded.values():  # warm-up at this input size, outside the timed runs (batch 2:
+            for n in (1, 2):  # where it is micro-batched, the first batch at a new size measures its best)
+                predictor(np.zeros((n, 3, *model_input_size(size, args.input_short)), np.float32))
         for mode in ["offline"] + (["live"] if size in live else []):
             per_frame = None
             for policy in policies:
-                predictor, spec = loaded[model_threads(parse_keyframes(policy))]
+                run_options = VideoOptions(mode=mode, keyframes=parse_keyframes(policy))
+                predictor, spec = loaded[model_threads(run_options)]
                 timed, measured = (
                     run(video, predictor, spec, work, mode, policy, args.input_short, metrics)
                     for metrics in ("off", "full")

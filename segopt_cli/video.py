@@ -90,7 +90,7 @@ def video(
         source = open_source(input, fps=fps)
         try:
             predictor, spec = resolve_predictor(
-                checkpoint, artifact, cell, device, num_threads=model_threads(policy)
+                checkpoint, artifact, cell, device, num_threads=model_threads(options)
             )
         except BaseException:
             source.close()

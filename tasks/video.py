@@ -26,8 +26,8 @@ def segment_video_task(
 ) -> dict[str, Any]:
     """Segment one video source; returns the JSON summary (also written to outputs.summary)."""
     logger = run_logger("video")
-    policy = (options or VideoOptions()).keyframes
-    predictor, spec = resolve_predictor(checkpoint, artifact, cell, num_threads=model_threads(policy))
+    threads = model_threads(options or VideoOptions())
+    predictor, spec = resolve_predictor(checkpoint, artifact, cell, num_threads=threads)
     summary = segment_video(
         source,
         predictor,

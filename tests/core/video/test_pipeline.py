@@ -243,3 +243,15 @@ def test_sampled_and_off_metrics(tmp_path, video_file, tiny_predictor, tiny_spec
     assert VideoOptions().metrics_mode(300) == "full" and VideoOptions().metrics_mode(None) == "sampled"
     with pytest.raises(ValueError, match="full, sampled, off"):
         VideoOptions(metrics="some")
+
+
+def test_the_model_gets_every_core_per_frame_and_live_and_one_less_with_keyframes_offline(monkeypatch):
+    from segopt_core.video import parse_keyframes
+    from segopt_core.video.pipeline import model_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    auto = parse_keyframes("auto")
+    assert model_threads(VideoOptions()) == 4  # per-frame: the model is the bottleneck
+    assert model_threads(VideoOptions(mode="live", keyframes=auto)) == 4  # the source's pace leaves cores
+    assert model_threads(VideoOptions(keyframes=auto)) == 3  # decode, overlay, encode run beside it
+    assert model_threads(VideoOptions(keyframes=auto, model_threads=2)) == 2
