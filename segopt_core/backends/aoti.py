@@ -228,7 +228,7 @@ class GilFreeRunner:
                 ctypes.byref(handle), ctypes.c_size_t(1), b"cpu", None
             ):
                 return None
-            runner = cls(library, handle, 0)
+            runner = cls(library, handle, 0)  # from here on, dropping it frees the container
             if library.AOTInductorModelContainerGetNumOutputs(handle, ctypes.byref(outputs)):
                 return None
             runner._num_outputs = outputs.value

@@ -591,8 +591,8 @@ def model_threads(options: VideoOptions) -> int:
     is the bottleneck) or live (the source's pace leaves cores idle, and a shorter keyframe call is lower
     latency: 720p30, B0 bf16, Zen 5, 2 vs 1 thread, two pairs: latency p50 184 / 217 vs 226 / 266 ms, p99
     337 / 342 vs 417 / 441 ms, 0 vs 1-2 frames dropped); one core less with keyframes offline, where decode,
-    overlay and encode run beside it and OpenMP threads fighting them for the cores stall at every op (1080p:
-    23.96 vs 24.27, 720p: 29.3-29.8 vs 26.0-28.8 FPS)."""
+    overlay and encode run beside it and OpenMP threads fighting them for the cores stall at every op (720p:
+    29.3-29.8 FPS with 1 thread vs 26.0-28.8 with 2; 1080p: even, 20.9 / 24.0 vs 20.3 / 24.3)."""
     if options.model_threads:
         return options.model_threads
     cores = os.cpu_count() or 1
