@@ -90,10 +90,27 @@ def package_name(shapes: PackageShapes, device: str = "cpu") -> str:
     return shapes.file_name.removesuffix(".pt2") + "-cuda.pt2"
 
 
+def example_batch(device: str = "cpu", threads: int | None = None) -> int:
+    """The batch size of the export's example input, which inductor takes as the batch's size hint.
+
+    Batch 1 would specialise the dimension, so the floor is 2. On the CPU, inductor's C++ kernels run their
+    outer loops in parallel until the loops' hinted sizes multiply to the thread count or twice it; a hint
+    equal to the thread count made the batch loop alone qualify, and at batch 1 those kernels (input cast,
+    per-head copies, the head's upsampling, the logits cast) ran on one thread of two. A hint of 3 (2 on
+    three threads) never qualifies alone, so they split rows too (B0 bf16, Zen 5, two threads: 28.4 ->
+    25.9 ms at batch 1, docs/backends.md).
+    """
+    if torch.device(device).type != "cpu":
+        return 2
+    threads = torch.get_num_threads() if threads is None else threads
+    return 2 if threads == 3 else 3
+
+
 def example_input(shapes: PackageShapes, fallback_hw: tuple[int, int], device: str = "cpu") -> torch.Tensor:
-    """A (2, 3, H, W) input for export: batch 2 so the batch dimension is not specialised to 1."""
+    """A (example_batch, 3, H, W) input for export (H/W: the package's, else `fallback_hw`)."""
     h, w = fallback_hw if shapes.dynamic_hw else (shapes.height, shapes.width)
-    return torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
+    batch = min(example_batch(device), shapes.max_batch)
+    return torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
 
 
 def dynamic_shapes(shapes: PackageShapes) -> tuple[dict, ...]:
@@ -150,10 +167,9 @@ def compile_package(
     Returns the package's metadata entry.  On CUDA inductor generates Triton kernels and a CUDA wrapper.
     """
     start = time.perf_counter()
+    example = example_input(shapes, crop_hw, device)
     with torch.no_grad():
-        program = torch.export.export(
-            module, (example_input(shapes, crop_hw, device),), dynamic_shapes=dynamic_shapes(shapes)
-        )
+        program = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes(shapes))
     exported = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{time.monotonic_ns()}.pt2")
@@ -173,6 +189,8 @@ def compile_package(
         "export_seconds": round(exported - start, 3),
         "compile_seconds": round(time.perf_counter() - exported, 3),
         "inductor_configs": dict(inductor_configs),
+        "example_batch": int(example.shape[0]),
+        "compile_threads": torch.get_num_threads(),
         "device": torch.device(device).type,
         **machine_tag(device),
     }

@@ -58,7 +58,13 @@ class MicroBatched:
         size = self.size_for((int(batch.shape[-2]), int(batch.shape[-1])))
         if len(batch) <= size:
             return self.inner(batch)
-        return np.concatenate([self.inner(batch[i : i + size]) for i in range(0, len(batch), size)])
+        out = None
+        for i in range(0, len(batch), size):  # into one array: no second copy of every output
+            part = self.inner(batch[i : i + size])
+            if out is None:
+                out = np.empty((len(batch), *part.shape[1:]), part.dtype)
+            out[i : i + len(part)] = part
+        return out
 
     def __getattr__(self, name: str):
         if name == "inner":  # not set yet (copy, unpickling): no recursion

@@ -272,3 +272,48 @@ def test_a_package_that_is_not_a_cpu_library_is_left_to_torchs_loader(tmp_path):
     assert aoti.GilFreeRunner.open(bad) is None
     with pytest.raises(ArtifactError, match="cannot load the AOTInductor package"):
         aoti.load_package(bad)
+
+
+def batch_only_parallel_kernels(package) -> list[str]:
+    """The package's C++ kernels whose one parallel loop runs over the batch (one thread at batch 1)."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(package) as archive:
+        names = archive.namelist()
+        wrapper = next(archive.read(n).decode() for n in names if n.endswith(".wrapper.cpp"))
+        kernels = next(archive.read(n).decode() for n in names if n.endswith(".kernel.cpp"))
+    batch = re.search(r"int64_t (\w+) = \w+_size\[0\];", wrapper).group(1)  # the input's dim 0
+    found = []
+    for body in re.split(r'extern "C"\s+void\s+', kernels)[1:]:
+        name = body.split("(", 1)[0]
+        sizes = re.findall(r"const int64_t (ks\d+)", body.split(")", 1)[0])
+        call = re.search(rf"\b{name}\((.*?)\);", wrapper)
+        loop = re.search(
+            r"#pragma omp for\s*\n\s*for\(int64_t \w+=[^;]*;\s*\w+<static_cast<int64_t>\((\w+)\);", body
+        )
+        if sizes and call and loop:
+            args = [a.strip() for a in call.group(1).split(",") if not a.strip().startswith("(")]
+            if dict(zip(sizes, args[-len(sizes) :], strict=True)).get(loop.group(1)) == batch:
+                found.append(name)
+    return found
+
+
+def test_no_kernel_of_a_package_parallelises_over_the_batch_alone(compiled_fp32):
+    """At batch 1 such a kernel runs on one thread: the export's example batch must not look like enough
+    parallel work to inductor (aoti.example_batch). Exported with batch 2 on two threads, the tiny model's
+    head upsampling and the input/logits copies were such kernels."""
+    entry = json.loads((compiled_fp32.path / METADATA_FILE).read_text())["packages"][0]
+    if entry["compile_threads"] < 2:
+        pytest.skip("compiled on one thread: no kernel runs in parallel")
+    assert entry["example_batch"] == aoti.example_batch(threads=entry["compile_threads"])
+    assert batch_only_parallel_kernels(compiled_fp32.path / entry["file"]) == []
+
+
+def test_the_example_batch_is_never_one_and_never_the_thread_count():
+    """Batch 1 would specialise the dimension; a batch equal to the thread count stops inductor's
+    parallel loops at the batch."""
+    for threads in range(2, 65):
+        batch = aoti.example_batch(threads=threads)
+        assert 2 <= batch < 2 * threads and batch != threads
+    assert aoti.example_batch("cuda") == 2
